@@ -1,0 +1,21 @@
+"""Dataset registry (installed as ``trt_nm.datasets``).
+
+``get_dataset(name, root, split, T, ...)`` returns a ``torch.utils.data.Dataset`` of
+time-major samples ``[T, C, H, W]`` (``[T, F]`` for audio-like data) with integer labels;
+``dataset_info(name)`` gives the metadata (classes, channels, sensor size) without loading.
+"""
+
+from __future__ import annotations
+
+from .registry import (
+    DatasetInfo,
+    dataset_info,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+)
+
+# importing the recipe modules registers them
+from . import mnist5k  # noqa: E402,F401  isort: skip
+
+__all__ = ["DatasetInfo", "dataset_info", "get_dataset", "list_datasets", "register_dataset"]

@@ -1,0 +1,75 @@
+"""Neuron backends: a small Protocol and a registry (``list_backends`` / ``get_backend``).
+
+A backend turns a :class:`~trt_nm.config.NeuronConfig` into a
+:class:`~trt_nm.neuron.SpikingNeuron` built on a library's own neuron implementation,
+configured to reproduce the canonical neuron exactly (forward spikes and backward gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..config import NeuronConfig
+from ..errors import MissingDependencyError, unknown_name
+from ..neuron import SpikingNeuron
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a neuron backend provides."""
+
+    name: str
+    #: pip extra that installs the backend's library (None: always available)
+    extra: str | None
+    #: importable module the backend needs (None: nothing beyond torch)
+    requires: str | None
+
+    def available(self) -> bool:
+        """Whether the backend's library can be imported here."""
+        ...
+
+    def neuron(self, cfg: NeuronConfig) -> SpikingNeuron:
+        """A multi-step neuron module that reproduces the canonical LIF for ``cfg``."""
+        ...
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add a backend to the registry."""
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def list_backends(available_only: bool = False) -> list[str]:
+    """Registered backend names (only importable ones with ``available_only``)."""
+    return sorted(n for n, b in _REGISTRY.items() if not available_only or b.available())
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; raises if unknown or if its library is missing."""
+    try:
+        backend = _REGISTRY[name]
+    except KeyError:
+        raise unknown_name("backend", name, list(_REGISTRY)) from None
+    if not backend.available():
+        raise MissingDependencyError(
+            f"backend {name!r} needs {backend.requires}; install it with: "
+            f"pip install 'trt-nm[{backend.extra}]'"
+        )
+    return backend
+
+
+def _register_builtin() -> None:
+    from .norse_backend import NorseBackend
+    from .snntorch_backend import SnnTorchBackend
+    from .torch_backend import TorchBackend
+
+    for b in (TorchBackend(), SnnTorchBackend(), NorseBackend()):
+        register_backend(b)
+
+
+_register_builtin()
+
+__all__ = ["Backend", "register_backend", "list_backends", "get_backend"]
