@@ -159,6 +159,10 @@ class TrainConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     max_steps_per_epoch: int | None = None
+    #: quantization-aware fine-tuning for this hardware target (see trt_nm.exporters)
+    qat_target: str | None = None
+    #: epochs (1-based) after which the Fisher information per timestep is recorded
+    fisher_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if int(self.T) != self.T or self.T < 1:
@@ -185,6 +189,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         self.neuron_config()  # validates tau/threshold/reset/surrogate
         object.__setattr__(self, "loss_kwargs", dict(self.loss_kwargs))
+        object.__setattr__(self, "fisher_epochs", tuple(int(e) for e in self.fisher_epochs))
+        if any(e < 1 for e in self.fisher_epochs):
+            raise ConfigError(f"fisher epochs must be >= 1, got {self.fisher_epochs}")
 
     def neuron_config(self) -> NeuronConfig:
         return NeuronConfig.from_tau(

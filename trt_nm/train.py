@@ -103,6 +103,35 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Callback:
+    """Trainer extension point; override what you need.
+
+    ``on_train_start`` runs once after the model, optimizer and data exist (and after a
+    resume); ``on_epoch_end`` after each epoch's evaluation, before checkpoints are written,
+    with the epoch's log row (add keys to it to log them).
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:  # noqa: B027
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:  # noqa: B027
+        pass
+
+
+def default_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """Callbacks implied by the config (QAT target, Fisher recording)."""
+    cbs: list[Callback] = []
+    if cfg.qat_target:
+        from .quantize import QATCallback  # provided by the targets work
+
+        cbs.append(QATCallback(cfg.qat_target))
+    if cfg.fisher_epochs:
+        from .analysis.fisher import FisherRecorder  # provided by the analysis work
+
+        cbs.append(FisherRecorder(cfg.fisher_epochs))
+    return cbs
+
+
 class Trainer:
     """Train a zoo model on a registered dataset according to a :class:`TrainConfig`."""
 
@@ -115,8 +144,10 @@ class Trainer:
         model: SpikingModel | None = None,
         progress: bool | None = None,
         log=print,
+        callbacks: list[Callback] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.callbacks = list(callbacks or []) + default_callbacks(cfg)
         self.log = log
         self.progress = progress
         self.device = resolve_device(cfg.device)
@@ -294,6 +325,8 @@ class Trainer:
             self.resume(resume)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         test_loader = self._loader(self.test_set, False, 0)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
         last_eval: dict[str, Any] | None = None
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -310,6 +343,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - t0, 2),
             }
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch + 1, row)
             self.history.append(row)
             improved = ev["acc"] > self.best_acc
             if improved:

@@ -44,6 +44,12 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-limit", type=positive_int, default=None, help="use only the first N test samples")
     p.add_argument("--max-steps", type=positive_int, default=None, help="at most N steps per epoch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--qat-target", default=None, help="quantization-aware training for this hardware target")
+    p.add_argument(
+        "--fisher-epochs",
+        default="",
+        help="comma-separated epochs after which to record the Fisher information per timestep",
+    )
 
 
 def config_from_args(args: argparse.Namespace, out_dir: str):
@@ -93,7 +99,21 @@ def config_from_args(args: argparse.Namespace, out_dir: str):
         train_limit=args.train_limit,
         test_limit=args.test_limit,
         max_steps_per_epoch=args.max_steps,
+        qat_target=args.qat_target,
+        fisher_epochs=parse_epochs(args.fisher_epochs),
     )
+
+
+def parse_epochs(text: str) -> tuple[int, ...]:
+    """``"1,5,10"`` -> ``(1, 5, 10)``; a clear error for anything else."""
+    from trt_nm.errors import ConfigError
+
+    if not text:
+        return ()
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"--fisher-epochs expects comma-separated integers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
