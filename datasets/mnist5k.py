@@ -43,7 +43,7 @@ def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_indices(labels: np.ndarray, split: str, seed: int = 0) -> np.ndarray:
-    """Deterministic stratified split of the 5,000 digits (same for every machine)."""
+    """Deterministic stratified split of the 5,000 digits (same order on every machine)."""
     rng = np.random.default_rng(seed)
     start = {"train": 0, "val": SPLIT_SIZES["train"], "test": SPLIT_SIZES["train"] + SPLIT_SIZES["val"]}[split]
     out = []
@@ -51,7 +51,8 @@ def split_indices(labels: np.ndarray, split: str, seed: int = 0) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]
         out.append(idx[start : start + SPLIT_SIZES[split]])
-    return np.sort(np.concatenate(out))
+    idx = np.concatenate(out)
+    return idx[rng.permutation(len(idx))]  # classes interleaved, so a prefix is balanced
 
 
 class StaticSequenceDataset(Dataset):
