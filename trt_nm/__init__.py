@@ -10,6 +10,37 @@ from .errors import TrtNmError
 from .neuron import LIF, SpikingNeuron, lif_step
 from .surrogate import get_surrogate, list_surrogates, spike
 
+# Heavier entry points load on first use (their modules import optional libraries lazily).
+_LAZY = {
+    "build_model": "trt_nm.models",
+    "list_models": "trt_nm.models",
+    "trt_loss": "trt_nm.losses",
+    "tet_loss": "trt_nm.losses",
+    "sdt_loss": "trt_nm.losses",
+    "Trainer": "trt_nm.train",
+    "to_nir": "trt_nm.nir_io",
+    "from_nir": "trt_nm.nir_io",
+    "read_nir": "trt_nm.nir_io",
+    "write_nir": "trt_nm.nir_io",
+    "to_onnx": "trt_nm.onnx_io",
+    "SimResult": "trt_nm.simulate",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "simulate":
+        # trt_nm.simulate is both a module and its main function: bind the function
+        from .simulate import simulate as fn
+
+        globals()["simulate"] = fn
+        return fn
+    raise AttributeError(f"module 'trt_nm' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "Backend",

@@ -156,13 +156,16 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"output directory is a file: {self.out_dir}")
-        from trt_nm.datasets import get_dataset
+        from trt_nm.datasets import dataset_info, get_dataset
 
+        if train_set is None or test_set is None:
+            # only static images are encoded over T; event data comes binned
+            kw = {"encoding": cfg.encoding} if dataset_info(cfg.dataset).kind == "static" else {}
         self.train_set = train_set if train_set is not None else get_dataset(
-            cfg.dataset, cfg.data_root, "train", cfg.T, encoding=cfg.encoding
+            cfg.dataset, cfg.data_root, "train", cfg.T, **kw
         )
         self.test_set = test_set if test_set is not None else get_dataset(
-            cfg.dataset, cfg.data_root, "test", cfg.T, encoding="direct" if cfg.encoding == "direct" else cfg.encoding
+            cfg.dataset, cfg.data_root, "test", cfg.T, **kw
         )
         if cfg.train_limit:
             self.train_set = Subset(self.train_set, range(min(cfg.train_limit, len(self.train_set))))
