@@ -31,7 +31,8 @@ class TrainingDiverged(TrtNmError):
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the standard error for an unknown registry name."""
-    return ConfigError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
+    plural = kind + ("es" if kind.endswith(("s", "x")) else "s")
+    return ConfigError(f"unknown {kind} {name!r}; valid {plural}: {', '.join(sorted(valid))}")
 
 
 def require(module: str, extra: str):

@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests run on a 2-core CPU; keep models and inputs small."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def run_cli(*args: str, cwd: str | None = None, timeout: float = 300, env: dict | None = None):
+    """Run ``python -m trt_nm ARGS`` in a subprocess; returns CompletedProcess (text)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "trt_nm", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,114 @@
+"""TRT / TET / SDT against independent implementations of their formulas."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trt_nm.errors import ConfigError
+from trt_nm.losses import Loss, ce_loss, sdt_loss, tet_loss, trt_loss
+
+
+def reference_trt(outputs, targets, named_params, lamb, decay, eps, eta):
+    """The paper's formula written the slow, literal way: a loop over t and over parameters."""
+    T, _, C = outputs.shape
+    onehot = F.one_hot(targets, C).to(outputs.dtype)
+    total = 0.0
+    for t in range(1, T + 1):
+        o = outputs[t - 1]
+        r = 0.0
+        for name, w in named_params:
+            if name.endswith("bias"):
+                continue
+            r = r + (lamb * w**2 / (1 + (math.exp(decay * (t - 1)) - 1) * (w.abs() + eps))).sum()
+        total = total + (1 - eta) * F.cross_entropy(o, targets) + eta * F.mse_loss(o, onehot) + r
+    return total / T
+
+
+def small_net() -> nn.Module:
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 5))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.7)
+    return net.double()
+
+
+@pytest.mark.parametrize(
+    "T,lamb,decay,eta",
+    [(1, 1e-5, 0.5, 0.05), (4, 1e-2, 0.25, 0.3), (6, 5e-5, 0.5, 0.001), (10, 0.3, 1.0, 1.0)],
+)
+def test_trt_equals_the_formula(T, lamb, decay, eta):
+    net = small_net()
+    out = torch.randn(T, 8, 5, dtype=torch.float64) * 3
+    y = torch.randint(0, 5, (8,))
+    got = trt_loss(out, y, net.named_parameters(), lamb=lamb, decay=decay, eta=eta)
+    want = reference_trt(out, y, list(net.named_parameters()), lamb, decay, 1e-5, eta)
+    assert abs(got.item() - want.item()) <= 1e-6 * max(1.0, abs(want.item()))
+
+
+def test_trt_float32_matches_within_1e6_relative():
+    net = small_net().float()
+    out = torch.randn(4, 16, 5)
+    y = torch.randint(0, 5, (16,))
+    got = trt_loss(out, y, net.named_parameters(), lamb=1e-3)
+    want = reference_trt(out.double(), y, [(n, p.double()) for n, p in net.named_parameters()], 1e-3, 0.5, 1e-5, 0.05)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_trt_gradient_matches_the_formula_including_abs_w():
+    net = small_net()
+    ref = small_net()
+    ref.load_state_dict(net.state_dict())
+    out = torch.randn(5, 4, 5, dtype=torch.float64)
+    y = torch.randint(0, 5, (4,))
+    trt_loss(out, y, net.named_parameters(), lamb=0.1, decay=0.5, eta=0.2).backward()
+    reference_trt(out, y, list(ref.named_parameters()), 0.1, 0.5, 1e-5, 0.2).backward()
+    for (n, p), (_, q) in zip(net.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=n)
+
+
+def test_trt_regularizes_batchnorm_weights_not_biases():
+    net = small_net()
+    out = torch.zeros(3, 2, 5, dtype=torch.float64)
+    y = torch.zeros(2, dtype=torch.long)
+    trt_loss(out, y, net.named_parameters(), lamb=1.0, eta=0.0).backward()
+    assert net[1].weight.grad.abs().sum() > 0  # BatchNorm weight is regularized
+    for bias in (net[0].bias, net[1].bias, net[3].bias):  # biases are not
+        assert bias.grad is None or torch.count_nonzero(bias.grad) == 0
+
+
+@pytest.mark.parametrize("T", [1, 3, 8])
+def test_trt_without_regularizer_and_mse_is_mean_per_timestep_ce(T):
+    out = torch.randn(T, 6, 4)
+    y = torch.randint(0, 4, (6,))
+    want = torch.stack([F.cross_entropy(out[t], y) for t in range(T)]).mean()
+    got = trt_loss(out, y, small_net().float().named_parameters(), lamb=0.0, eta=0.0)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert ce_loss(out, y).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_tet_and_sdt_formulas():
+    out = torch.randn(5, 6, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    ce = torch.stack([F.cross_entropy(out[t], y) for t in range(5)]).mean()
+    mse = ((out - 1.0) ** 2).mean()
+    assert tet_loss(out, y, lamb=0.2).item() == pytest.approx((0.8 * ce + 0.2 * mse).item(), rel=1e-12)
+    assert sdt_loss(out, y).item() == pytest.approx(F.cross_entropy(out.mean(0), y).item(), rel=1e-12)
+
+
+def test_loss_module_holds_a_frozen_config_and_validates():
+    loss = Loss("trt", lamb=5e-5, eta=0.001)
+    assert loss.config.lamb == 5e-5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loss.config.lamb = 1.0  # frozen
+    with pytest.raises(ConfigError, match="lamb"):
+        Loss("trt", lamb=-1.0)
+    with pytest.raises(ConfigError, match="valid losses"):
+        Loss("focal")
+    with pytest.raises(ConfigError):
+        trt_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))

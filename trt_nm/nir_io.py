@@ -1,0 +1,49 @@
+"""The NIR bridge: ``to_nir``, ``from_nir``, ``read_nir``, ``write_nir`` (see ``docs/nir.md``).
+
+The work is split over :mod:`trt_nm.nir_export` (model -> graph), :mod:`trt_nm.nir_import`
+(graph -> module), :mod:`trt_nm.nir_validate` (file and graph checks) and
+:mod:`trt_nm.nir_nodes` (the discrete equations of every NIR node type).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .nir_export import to_nir
+from .nir_import import NIRNetwork, from_nir
+from .nir_validate import NirError, read_nir, validate_graph
+
+
+def write_nir(graph: Any, path: str | os.PathLike, *, compression: str | None = "gzip") -> Path:
+    """Validate ``graph`` and write it with ``nir.write`` atomically (temp file, then rename).
+
+    An existing file at ``path`` is only replaced once the new file is complete.
+    ``compression`` is passed to ``nir.write`` ("gzip", "lzf" or None for speed).
+    """
+    import tempfile
+
+    import nir
+
+    validate_graph(graph, where="graph to write")
+    path = Path(path)
+    if path.is_dir():
+        raise NirError(f"output path is a directory: {path}")
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        nir.write(tmp, graph, compression=compression)
+        os.replace(tmp, path)
+        tmp = None
+    except (OSError, TypeError, ValueError) as exc:
+        raise NirError(f"cannot write NIR file {path}: {' '.join(str(exc).split())[:200]}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+__all__ = ["to_nir", "from_nir", "read_nir", "write_nir", "validate_graph", "NirError", "NIRNetwork"]
