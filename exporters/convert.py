@@ -1,0 +1,114 @@
+"""Explicit graph conversions a target may need (``trt-nm export --convert NAME``).
+
+Each conversion returns a NEW ``nir.NIRGraph`` (the input graph is not modified) and records
+itself in ``metadata["conversions"]``. Registry: :func:`list_conversions`, :func:`get_conversion`.
+
+* ``avgpool-to-sumpool`` (exact): ``AvgPool2d(k)`` -> ``SumPool2d(k)`` and the weights (not the
+  biases) of every weighted node it feeds are divided by ``kh*kw``. Spikes do not change.
+* ``leak-to-iaf`` (changes the model): every ``LIF`` becomes ``IF(r=1/dt, v_threshold, v_reset)``,
+  i.e. ``v = v + x`` -- the leak is dropped. The simulator shows the effect on accuracy/spikes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import nir
+import numpy as np
+
+from trt_nm.errors import ConfigError, unknown_name
+
+from .layers import graph_dt, node_kind
+
+Conversion = Callable[[nir.NIRGraph], nir.NIRGraph]
+_CONVERSIONS: dict[str, Conversion] = {}
+
+
+def register_conversion(name: str) -> Callable[[Conversion], Conversion]:
+    def deco(fn: Conversion) -> Conversion:
+        _CONVERSIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_conversions() -> list[str]:
+    return sorted(_CONVERSIONS)
+
+
+def get_conversion(name: str) -> Conversion:
+    try:
+        return _CONVERSIONS[name]
+    except KeyError:
+        raise unknown_name("conversion", name, list(_CONVERSIONS)) from None
+
+
+def copy_graph(graph: nir.NIRGraph, nodes: dict | None = None, metadata: dict | None = None) -> nir.NIRGraph:
+    """A new graph with (deep-copied) nodes, the same edges and updated metadata."""
+    new_nodes = copy.deepcopy(dict(graph.nodes)) if nodes is None else nodes
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if metadata:
+        meta.update(metadata)
+    return nir.NIRGraph(nodes=new_nodes, edges=list(graph.edges), metadata=meta)
+
+
+def _record(meta: dict, name: str) -> dict:
+    done = [str(c) for c in np.atleast_1d(meta.get("conversions", []))] if "conversions" in meta else []
+    return {"conversions": [*done, name]}
+
+
+@register_conversion("avgpool-to-sumpool")
+def avgpool_to_sumpool(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Exact rewrite of average pooling as sum pooling with rescaled downstream weights."""
+    nodes = copy.deepcopy(dict(graph.nodes))
+    succ: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    scale_of: dict[str, float] = {}
+    for name, node in list(nodes.items()):
+        if type(node).__name__ != "AvgPool2d":
+            continue
+        k = np.atleast_1d(np.asarray(node.kernel_size)).astype(int)
+        area = float(np.prod(k) if k.size > 1 else k[0] * k[0])
+        pool = nir.SumPool2d(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
+        pool.input_type, pool.output_type = node.input_type, node.output_type
+        nodes[name] = pool
+        # every weighted node reached through stateless reshape nodes gets 1/area
+        stack = list(succ.get(name, []))
+        while stack:
+            s = stack.pop()
+            kind = node_kind(nodes[s])
+            if kind in ("dense", "conv"):
+                scale_of[s] = scale_of.get(s, 1.0) / area
+            elif kind in ("flatten", "scale"):
+                stack.extend(succ.get(s, []))
+            else:
+                raise ConfigError(
+                    f"avgpool-to-sumpool: AvgPool2d {name!r} feeds {type(nodes[s]).__name__} {s!r}; "
+                    "only a weighted layer can absorb the 1/k^2 factor"
+                )
+    for s, factor in scale_of.items():
+        node = nodes[s]
+        node.weight = np.asarray(node.weight) * factor
+    meta = dict(getattr(graph, "metadata", None) or {})
+    return copy_graph(graph, nodes, _record(meta, "avgpool-to-sumpool"))
+
+
+@register_conversion("leak-to-iaf")
+def leak_to_iaf(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Replace every LIF by a non-leaky IF with the same threshold and input gain 1."""
+    dt = graph_dt(graph)
+    nodes = copy.deepcopy(dict(graph.nodes))
+    for name, node in list(nodes.items()):
+        if type(node).__name__ != "LIF":
+            continue
+        thr = np.asarray(node.v_threshold, dtype=np.float64)
+        new = nir.IF(
+            r=np.full_like(thr, 1.0 / dt),
+            v_threshold=thr,
+            v_reset=np.asarray(getattr(node, "v_reset", np.zeros_like(thr)), dtype=np.float64),
+        )
+        nodes[name] = new
+    meta = dict(getattr(graph, "metadata", None) or {})
+    return copy_graph(graph, nodes, _record(meta, "leak-to-iaf"))
