@@ -36,7 +36,9 @@ PROFILE = TargetProfile(
     neuron_models=("IF",),
     leak=False,
     leak_rule="none",
-    reset_modes=("zero", "subtract"),
+    # The chip can reset to zero, but the nir 1.0.4 IF node sinabs reads has no reset field and
+    # sinabs.from_nir always builds subtractive resets: a zero-reset file would silently change.
+    reset_modes=("subtract",),
     layer_types=("conv", "dense", "sumpool", "flatten"),
     weight_bits=8,
     state_bits=16,
