@@ -10,6 +10,12 @@ from .errors import TrtNmError
 from .neuron import LIF, SpikingNeuron, lif_step
 from .surrogate import get_surrogate, list_surrogates, spike
 
+# ``trt_nm.simulate`` is both a module and its main function. Importing the module here (it
+# needs only torch) and then binding the name to the function keeps ``trt_nm.simulate(g, x)``
+# working however the module is imported later (Python sets the package attribute only on
+# a module's first import).
+from .simulate import SimResult, simulate  # noqa: E402  isort: skip
+
 # Heavier entry points load on first use (their modules import optional libraries lazily).
 _LAZY = {
     "build_model": "trt_nm.models",
@@ -23,7 +29,6 @@ _LAZY = {
     "read_nir": "trt_nm.nir_io",
     "write_nir": "trt_nm.nir_io",
     "to_onnx": "trt_nm.onnx_io",
-    "SimResult": "trt_nm.simulate",
 }
 
 
@@ -32,12 +37,6 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name == "simulate":
-        # trt_nm.simulate is both a module and its main function: bind the function
-        from .simulate import simulate as fn
-
-        globals()["simulate"] = fn
-        return fn
     raise AttributeError(f"module 'trt_nm' has no attribute {name!r}")
 
 
@@ -58,4 +57,6 @@ __all__ = [
     "spike",
     "get_surrogate",
     "list_surrogates",
+    "simulate",
+    "SimResult",
 ]

@@ -1,0 +1,91 @@
+"""trt-nm report / simulate: files, spike counts vs forward hooks, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import torch
+
+from trt_nm.checkpoint import save_checkpoint
+from trt_nm.models import build_model
+from trt_nm.nir_io import to_nir, write_nir
+from trt_nm.report import build_report, load_split, parse_exit_option, write_report
+
+
+def _model():
+    torch.manual_seed(0)
+    m = build_model("mlp", input_size=(28, 28), hidden=(32,), T=3).eval()
+    with torch.no_grad():
+        m.body[1].weight.mul_(6.0)  # make the untrained net fire
+    return m
+
+
+def test_report_files_and_hook_counts(tmp_path):
+    model = _model()
+    graph = to_nir(model)
+    rep = build_report(graph, dataset="mnist5k", T=3, limit=40, calib_limit=40,
+                       exits=[parse_exit_option("calibrate:1"), parse_exit_option("confidence:0.5")],
+                       targets=["cmos45nm", "loihi"])
+    # spike counts in the report equal spikes counted by forward hooks on the same model
+    ds = load_split("mnist5k", "test", 3, limit=40)
+    x = torch.stack([ds[i][0] for i in range(len(ds))]).transpose(0, 1)
+    counted = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: counted.__setitem__(n, float(o.sum())))
+             for n, m in model.neurons()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    layer_spikes = {r["name"]: r["spikes"] for r in rep["layers"] if "spikes" in r}
+    assert set(layer_spikes) == {n.replace(".", "_") for n in counted}
+    for n, s in counted.items():
+        assert layer_spikes[n.replace(".", "_")] * 40 == s
+    assert sum(counted.values()) > 0
+    assert len(rep["accuracy_per_timestep"]) == 3 and len(rep["early_exit"]) == 4
+    paths = write_report(rep, tmp_path / "rep")
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["counting_rule"] and data["dataset"]["calib_split"] == "val"
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Early exit" in md and "Energy per inference" in md and "ANN comparison" in md
+    for key in ("accuracy_vs_timestep", "exit_tradeoff", "spikes_per_layer", "energy_per_target"):
+        assert paths[key].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_report_and_bad_input(tmp_path, cli, capsys):
+    from trt_nm.cli import main
+
+    model = _model()
+    nir_path = write_nir(to_nir(model), tmp_path / "m.nir")
+    save_checkpoint(tmp_path / "m.pt", {"model": model.state_dict(), "model_spec": model.spec, "epoch": 0})
+    r = cli("report", str(nir_path), "--dataset", "mnist5k", "--limit", "30", "--out", str(tmp_path / "out"),
+            "--exit", "calibrate:0.5", "--exit", "margin:2", "--target", "cmos45nm", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "report.json").exists() and "report written" in r.stdout
+    assert main(["simulate", str(tmp_path / "m.pt"), "--dataset", "mnist5k", "--limit", "30", "--exit", "entropy:0.3"]) == 0
+    assert "exit entropy:0.3" in capsys.readouterr().out
+
+    def bad(*args, match):
+        capsys.readouterr()
+        assert main(list(args)) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and match in lines[0], lines
+
+    (tmp_path / "afile").write_text("keep me")
+    bad("report", str(nir_path), "--limit", "8", "--out", str(tmp_path / "afile"), match="is a file")
+    assert (tmp_path / "afile").read_text() == "keep me"
+    bad("simulate", str(nir_path), "--limit", "8", "--exit", "confidence=0.9", match="exit spec")
+    bad("simulate", str(nir_path), "--limit", "8", "--exit", "calibrate:x", match="exit spec")
+    bad("simulate", str(nir_path), "--limit", "1", "--exit", "calibrate:0.5", match="one class")
+    bad("simulate", str(nir_path), "--limit", "8", "--target", "gpu", match="valid energy profiles")
+    # a NIR file without dt, and one with a node the simulator cannot run
+    g = to_nir(model)
+    g.metadata = {k: v for k, v in g.metadata.items() if k != "dt"}
+    nir.write(str(tmp_path / "nodt.nir"), g)
+    bad("simulate", str(tmp_path / "nodt.nir"), "--limit", "8", "--exit", "margin:1", match="dt")
+    assert main(["simulate", str(tmp_path / "nodt.nir"), "--limit", "8", "--exit", "margin:1", "--dt", "1e-4"]) == 0
+    g = to_nir(model)
+    g.nodes["body_3"] = nir.Delay(delay=np.ones(g.nodes["body_3"].v_threshold.shape))
+    nir.write(str(tmp_path / "delay.nir"), g)
+    bad("simulate", str(tmp_path / "delay.nir"), "--limit", "8", "--exit", "margin:1", match="Delay")

@@ -1,0 +1,203 @@
+"""The NIR simulator against the backends (every zoo architecture), other tools' graphs,
+hand-checked operation counts, and bad graphs."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import trt_nm
+from trt_nm.models import build_model, list_models
+from trt_nm.nir_io import from_nir, to_nir
+from trt_nm.simulate import SimulationError, Simulator, concat_results, simulate
+
+SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.6, 1.6)
+            m.bias.data.uniform_(-0.1, 0.4)
+
+
+def _hooked_run(model, x):
+    spikes: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: spikes.__setitem__(n, o.detach()))
+             for n, m in model.neurons()]
+    with torch.no_grad():
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    return out, spikes
+
+
+@pytest.mark.parametrize("arch", list_models())
+@pytest.mark.parametrize("backend", trt_nm.list_backends())
+def test_zoo_matches_backends(arch, backend):
+    if backend != "torch" and arch in ("vggsnn", "sew-resnet34"):
+        pytest.skip("large nets checked on the torch backend; backends agree with torch (test_backends)")
+    size = SIZES[arch]
+    model = build_model(arch, backend=backend, input_size=size, in_channels=2, T=3).eval()
+    _randomise_bn(model)
+    x = (torch.rand(3, 3, 2, *size) < 0.4).float() * 1.5
+    ref, ref_spikes = _hooked_run(model, x)
+    res = simulate(to_nir(model), x, record=True, count_ops=False)
+    assert (res.logits - ref).abs().max().item() <= 1e-5
+    assert set(res.spike_trains) == {n.replace(".", "_") for n in ref_spikes}
+    total = 0.0
+    for name, s in ref_spikes.items():
+        assert torch.equal(res.spike_trains[name.replace(".", "_")], s), name
+        total += float(s.sum())
+    assert total > 0, "test input must make neurons fire"
+    # counts agree with forward hooks
+    assert sum(res.spike_totals().values()) == total
+
+
+def _snntorch_graph():
+    snn = pytest.importorskip("snntorch")
+    from snntorch.export_nir import export_to_nir
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 5),
+        snn.Leaky(beta=torch.full((5,), 0.5), threshold=torch.ones(5), init_hidden=True,
+                  reset_mechanism="zero", reset_delay=False),
+        torch.nn.Linear(5, 3),
+    )
+    return net, export_to_nir(net, torch.randn(1, 6), ignore_dims=[0])
+
+
+def test_snntorch_made_graph():
+    net, graph = _snntorch_graph()
+    x = torch.randn(6, 8, 6) * 2
+    with pytest.raises(SimulationError, match="dt"):
+        simulate(graph, x)  # snnTorch writes no dt
+    res = simulate(graph, x, dt=1e-4, record=True)
+    net[1].reset_mem()
+    spk = []
+    outs = []
+    with torch.no_grad():
+        for t in range(6):
+            h = net[0](x[t])
+            s = net[1](h)
+            spk.append(s)
+            outs.append(net[2](s))
+    assert torch.equal(res.spike_trains["1"], torch.stack(spk))
+    assert (res.logits - torch.stack(outs)).abs().max() <= 1e-5
+
+
+def _hand_graph(dt_meta=True):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(4, 2, 3, 3)).astype(np.float32)
+    w1[0, 0] = 0.0  # sparse connectivity
+    n = 4 * 3 * 3
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=w1, stride=1, padding=1, dilation=1, groups=1,
+                           bias=np.zeros(4, np.float32) + 0.2),
+        "if": nir.IF(r=np.full((4, 6, 6), 1e4), v_threshold=np.ones((4, 6, 6))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([4, 3, 3])}, start_dim=0, end_dim=-1),
+        "aff": nir.Affine(weight=rng.normal(size=(5, n)).astype(np.float32), bias=np.zeros(5, np.float32)),
+        "cuba": nir.CubaLIF(tau_syn=np.full(5, 2e-4), tau_mem=np.full(5, 4e-4), r=np.ones(5),
+                            v_leak=np.zeros(5), v_threshold=np.full(5, 0.5)),
+        "li": nir.LI(tau=np.full(5, 2e-4), r=np.ones(5), v_leak=np.zeros(5)),
+        "output": nir.Output(output_type={"output": np.array([5])}),
+    }
+    edges = [("input", "conv"), ("conv", "if"), ("if", "pool"), ("pool", "flat"), ("flat", "aff"),
+             ("aff", "cuba"), ("cuba", "li"), ("li", "output")]
+    meta = {"dt": 1e-4} if dt_meta else {}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def test_hand_graph_matches_nir_bridge_interpreter():
+    graph = _hand_graph()
+    x = torch.rand(5, 3, 2, 6, 6) * 2
+    res = Simulator(graph, dtype="float64")(x, record=True)
+    net = from_nir(graph, backend="torch").double()
+    with torch.no_grad():
+        ref = net(x.double())
+    assert (res.logits - ref.to(res.logits.dtype)).abs().max() <= 1e-5
+    assert res.spikes["if"].sum() > 0
+    assert set(res.spikes) == {"if", "cuba"}
+
+
+def test_synops_hand_counted():
+    graph = _hand_graph()
+    x = torch.rand(4, 2, 2, 6, 6)
+    x[0, 0] = 0.0  # an all-zero frame costs no MACs
+    res = simulate(graph, x, record=True)
+    conv = graph.nodes["conv"]
+    wmask = torch.as_tensor(conv.weight != 0).float()
+    # first layer (dense input): nonzero inputs x nonzero weights, brute force over positions
+    xin = torch.nn.functional.pad((x != 0).float().flatten(0, 1), (1, 1, 1, 1))
+    macs = torch.zeros(8)
+    for i in range(6):
+        for j in range(6):
+            patch = xin[:, :, i:i + 3, j:j + 3]  # [N, 2, 3, 3]
+            macs += (patch.unsqueeze(1) * wmask.unsqueeze(0)).sum((1, 2, 3, 4))
+    assert torch.equal(res.synops["conv"].flatten().float(), macs)
+    assert res.layers["conv"].op_kind == "MAC"
+    # spikes of "if" pass a 2x2 sum pool and reach 5 synapses each (dense Affine)
+    aff_w = torch.as_tensor(graph.nodes["aff"].weight)
+    fan_out = (aff_w != 0).sum(0).reshape(4, 3, 3)
+    s = res.spike_trains["if"][..., :6, :6]  # [T, B, 4, 6, 6]
+    pooled = s.reshape(4, 2, 4, 3, 2, 3, 2).sum((4, 6))
+    assert torch.equal(res.synops["aff"], (pooled * fan_out).sum((2, 3, 4)).double())
+    assert res.layers["aff"].op_kind == "AC"
+    assert res.layers["aff"].dense_macs == 5 * 36
+
+
+def test_concat_and_exit_totals():
+    graph = _hand_graph()
+    x = torch.rand(3, 6, 2, 6, 6) * 2
+    sim = Simulator(graph)
+    whole = sim(x)
+    parts = concat_results([sim(x[:, :2]), sim(x[:, 2:])])
+    assert torch.allclose(whole.logits, parts.logits)
+    assert whole.spike_totals() == parts.spike_totals()
+    one = whole.spike_totals(torch.ones(6, dtype=torch.long))
+    assert one["if"] == float(whole.spikes["if"][0].sum())
+
+
+def test_subtract_reset_from_metadata():
+    from trt_nm.config import NeuronConfig
+
+    model = build_model("mlp", input_size=(4, 4), T=5, neuron=NeuronConfig(reset="subtract"), hidden=(8,)).eval()
+    x = torch.rand(5, 3, 1, 4, 4) * 3
+    ref, spikes = _hooked_run(model, x)
+    graph = to_nir(model, reset_mode="metadata")
+    res = simulate(graph, x, record=True)
+    assert (res.logits - ref).abs().max() <= 1e-5
+    name = next(iter(spikes))
+    assert torch.equal(res.spike_trains[name.replace(".", "_")], spikes[name])
+
+
+def test_bad_graphs():
+    x = torch.rand(2, 1, 2, 6, 6)
+    with pytest.raises(SimulationError, match="dt"):
+        simulate(_hand_graph(dt_meta=False), x)
+    simulate(_hand_graph(dt_meta=False), x, dt=1e-4)  # explicit dt works
+    g = _hand_graph()
+    g.nodes["li"] = nir.Delay(delay=np.ones(5))
+    with pytest.raises(SimulationError, match="unsupported type Delay"):
+        Simulator(g)
+    g = _hand_graph()
+    g.edges.append(("li", "aff"))
+    with pytest.raises(SimulationError, match="recurrent"):
+        Simulator(g)
+    with pytest.raises(trt_nm.TrtNmError, match="input shape"):
+        simulate(_hand_graph(), torch.rand(2, 1, 3, 6, 6))
+    with pytest.raises(trt_nm.TrtNmError):
+        simulate(_hand_graph(), torch.rand(2, 1, 2, 6, 6), dt=-1.0)
+
+
+def test_top_level_binding():
+    import trt_nm.simulate  # noqa: F401  importing the module must not break the call form
+
+    res = trt_nm.simulate(_hand_graph(), torch.rand(2, 1, 2, 6, 6))
+    assert res.logits.shape == (2, 1, 5)

@@ -1,0 +1,367 @@
+"""Per-sample early exit over cumulative logits, and threshold calibration on held-out data.
+
+The prediction after t timesteps is the argmax of the mean of the first t outputs, the
+cumulative logits ``cum [T, B, C]``. A rule computes a score per timestep and sample and the
+sample exits at the first (1-based) step whose score passes the threshold, else at T:
+
+==============  ================================================  =====================
+kind            score (of ``cum[t, b]``)                           exits when
+==============  ================================================  =====================
+``confidence``  max softmax probability (SEENN-I, NeurIPS'23)      score >= threshold
+``entropy``     entropy of the softmax, nats (DT-SNN)              score <= threshold
+``margin``      top-1 minus top-2 logit                            score >= threshold
+==============  ================================================  =====================
+
+So ``confidence:0`` and ``margin:0`` exit every sample at t = 1, and ``entropy:inf`` does too;
+``confidence:1.01`` / ``margin:inf`` / ``entropy:-1`` never fire, and every sample runs all T
+steps. :func:`calibrate` picks, on a held-out split, the threshold with the fewest mean
+timesteps whose accuracy loss against full T stays within a budget in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConfigError, unknown_name
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def confidence_score(cum: torch.Tensor) -> torch.Tensor:
+    """Max softmax probability ``[T, B]`` of cumulative logits ``[T, B, C]`` (in [1/C, 1])."""
+    return torch.softmax(cum.double(), dim=-1).amax(-1)
+
+
+def entropy_score(cum: torch.Tensor) -> torch.Tensor:
+    """Softmax entropy in nats ``[T, B]`` of ``[T, B, C]`` (in [0, ln C]); low = confident."""
+    logp = torch.log_softmax(cum.double(), dim=-1)
+    return (-(logp.exp() * logp).sum(-1)).clamp_min(0.0)
+
+
+def margin_score(cum: torch.Tensor) -> torch.Tensor:
+    """Top-1 minus top-2 cumulative logit ``[T, B]`` (logit units, >= 0)."""
+    if cum.shape[-1] < 2:
+        raise ConfigError("the margin rule needs at least 2 classes")
+    top = cum.double().topk(2, dim=-1).values
+    return top[..., 0] - top[..., 1]
+
+
+@dataclass(frozen=True)
+class RuleKind:
+    """A registered exit rule: its score and whether high scores mean "exit"."""
+
+    name: str
+    score: ScoreFn
+    higher_exits: bool
+    unit: str
+
+
+_RULES: dict[str, RuleKind] = {}
+
+
+def register_exit_rule(name: str, score: ScoreFn, higher_exits: bool, unit: str) -> None:
+    """Add an exit rule kind ``name`` (``score(cum [T,B,C]) -> [T,B]``)."""
+    _RULES[name] = RuleKind(name, score, higher_exits, unit)
+
+
+def list_exit_rules() -> list[str]:
+    """Registered exit rule kinds."""
+    return sorted(_RULES)
+
+
+def get_exit_rule(name: str) -> RuleKind:
+    try:
+        return _RULES[name]
+    except KeyError:
+        raise unknown_name("exit rule", name, list(_RULES)) from None
+
+
+register_exit_rule("confidence", confidence_score, True, "max softmax probability")
+register_exit_rule("entropy", entropy_score, False, "nats")
+register_exit_rule("margin", margin_score, True, "logit units")
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """An exit rule with its threshold, e.g. ``ExitRule("confidence", 0.9)``."""
+
+    kind: str
+    threshold: float
+
+    def __post_init__(self) -> None:
+        get_exit_rule(self.kind)
+        th = float(self.threshold)
+        if math.isnan(th):
+            raise ConfigError("exit threshold must be a number, got nan")
+        object.__setattr__(self, "threshold", th)
+
+    @property
+    def spec(self) -> str:
+        """The text form accepted by :func:`parse_exit_spec`."""
+        return f"{self.kind}:{self.threshold:g}"
+
+    def fires(self, cum: torch.Tensor) -> torch.Tensor:
+        """Boolean ``[T, B]``: would a sample exit at this timestep."""
+        return fires(self.kind, get_exit_rule(self.kind).score(cum), self.threshold)
+
+    def exit_steps(self, cum: torch.Tensor) -> torch.Tensor:
+        """1-based exit step per sample ``[B]`` (int64; T when the rule never fires)."""
+        return first_firing(self.fires(cum))
+
+
+def fires(kind: str, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Compare scores ``[T, B]`` against a threshold the way rule ``kind`` does."""
+    if get_exit_rule(kind).higher_exits:
+        return scores >= threshold
+    return scores <= threshold
+
+
+def first_firing(fire: torch.Tensor) -> torch.Tensor:
+    """``[T, B]`` bool -> 1-based index of the first True per column (T when none) ``[B]``."""
+    T = fire.shape[0]
+    fire = fire.clone()
+    fire[-1] = True  # everybody stops at T
+    return fire.to(torch.int64).argmax(0) + 1 if T > 0 else fire.new_zeros(fire.shape[1:])
+
+
+def parse_exit_spec(text: str) -> ExitRule:
+    """``"confidence:0.9"`` / ``"entropy:0.3"`` / ``"margin:2"`` -> :class:`ExitRule`."""
+    if not isinstance(text, str) or text.count(":") != 1:
+        raise ConfigError(
+            f"cannot parse exit spec {text!r}; expected KIND:THRESHOLD with KIND one of "
+            f"{', '.join(list_exit_rules())} (e.g. confidence:0.9)"
+        )
+    kind, _, value = text.partition(":")
+    kind = kind.strip()
+    get_exit_rule(kind)
+    try:
+        th = float(value)
+    except ValueError:
+        raise ConfigError(f"cannot parse exit spec {text!r}: threshold {value!r} is not a number") from None
+    if math.isnan(th):
+        raise ConfigError(f"cannot parse exit spec {text!r}: threshold is nan")
+    return ExitRule(kind, th)
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    """An early-exit operating point on a split.
+
+    Attributes:
+        rule: the rule evaluated.
+        accuracy: accuracy in % of the prediction at each sample's exit step.
+        full_accuracy: accuracy in % after all T steps.
+        mean_timesteps: mean exit step (1..T).
+        histogram: number of samples exiting at t = 1..T (length T).
+        exit_steps: 1-based exit step per sample ``[B]`` (int64, CPU).
+    """
+
+    rule: ExitRule
+    accuracy: float
+    full_accuracy: float
+    mean_timesteps: float
+    histogram: tuple[int, ...]
+    exit_steps: torch.Tensor
+
+    @property
+    def accuracy_loss(self) -> float:
+        """Full-T accuracy minus exit accuracy, in percentage points."""
+        return self.full_accuracy - self.accuracy
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule.spec,
+            "kind": self.rule.kind,
+            "threshold": self.rule.threshold,
+            "accuracy": self.accuracy,
+            "full_accuracy": self.full_accuracy,
+            "accuracy_loss_pp": self.accuracy_loss,
+            "mean_timesteps": self.mean_timesteps,
+            "exit_histogram": list(self.histogram),
+        }
+
+
+def _check(cum: torch.Tensor, targets: torch.Tensor) -> None:
+    if cum.dim() != 3:
+        raise ConfigError(f"cumulative logits must be [T, B, C], got {list(cum.shape)}")
+    if targets.dim() != 1 or targets.shape[0] != cum.shape[1]:
+        raise ConfigError(f"targets must be [B] with B={cum.shape[1]}, got {list(targets.shape)}")
+    if cum.shape[1] == 0:
+        raise ConfigError("early exit on an empty split")
+
+
+def accuracy_at(cum: torch.Tensor, targets: torch.Tensor, exit_steps: torch.Tensor) -> float:
+    """Accuracy in % of ``argmax cum[exit_steps[b]-1, b]`` against ``targets [B]``."""
+    idx = (exit_steps.to(cum.device) - 1).view(1, -1, 1).expand(1, -1, cum.shape[-1])
+    pred = cum.gather(0, idx)[0].argmax(-1)
+    return float((pred == targets.to(cum.device)).double().mean() * 100.0)
+
+
+def accuracy_per_timestep(cum: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """Accuracy in % of the cumulative prediction after t = 1..T steps (length T)."""
+    _check(cum, targets)
+    pred = cum.argmax(-1)
+    return ((pred == targets.to(cum.device).view(1, -1)).double().mean(1) * 100.0).tolist()
+
+
+def evaluate_exit(rule: ExitRule, cum: torch.Tensor, targets: torch.Tensor) -> ExitResult:
+    """Apply ``rule`` to cumulative logits ``cum [T, B, C]`` with labels ``targets [B]``."""
+    _check(cum, targets)
+    steps = rule.exit_steps(cum).cpu()
+    return _result(rule, cum, targets, steps)
+
+
+def _result(rule: ExitRule, cum, targets, steps) -> ExitResult:
+    T = cum.shape[0]
+    hist = torch.bincount(steps - 1, minlength=T).tolist()
+    return ExitResult(
+        rule=rule,
+        accuracy=accuracy_at(cum, targets, steps),
+        full_accuracy=accuracy_at(cum, targets, torch.full_like(steps, T)),
+        mean_timesteps=float(steps.double().mean()),
+        histogram=tuple(int(h) for h in hist),
+        exit_steps=steps,
+    )
+
+
+def unreachable_threshold(kind: str) -> float:
+    """A threshold that never fires (every sample runs all T steps)."""
+    return math.inf if get_exit_rule(kind).higher_exits else -math.inf
+
+
+def candidate_thresholds(kind: str, cum: torch.Tensor, max_candidates: int = 2000) -> list[float]:
+    """Thresholds worth trying: the distinct scores (or their quantiles) plus "never"."""
+    scores = get_exit_rule(kind).score(cum).reshape(-1).cpu()
+    uniq = torch.unique(scores)
+    if uniq.numel() > max_candidates:
+        q = torch.linspace(0, 1, max_candidates, dtype=torch.float64)
+        uniq = torch.unique(torch.quantile(uniq, q))
+    return [*uniq.tolist(), unreachable_threshold(kind)]
+
+
+def _sweep_steps(kind: str, scores: torch.Tensor, ths: list[float]) -> torch.Tensor:
+    """Exit steps ``[K, B]`` (1-based) for K thresholds at once, from scores ``[T, B]``.
+
+    A sample exits at the first t whose running best score passes the threshold, so the exit
+    step is 1 + the number of earlier running-best values that do not pass it (binary search).
+    """
+    T, B = scores.shape
+    sign = 1.0 if get_exit_rule(kind).higher_exits else -1.0
+    th = sign * torch.tensor(ths, dtype=torch.float64)
+    if T == 1 or th.numel() == 0:
+        return torch.ones(th.numel(), B, dtype=torch.int64)
+    best = torch.cummax(sign * scores.double(), 0).values[:-1].T.contiguous()  # [B, T-1]
+    below = torch.searchsorted(best, th.expand(B, -1).contiguous())  # entries < th, [B, K]
+    return (below + 1).T.contiguous()
+
+
+def sweep(kind: str, cum: torch.Tensor, targets: torch.Tensor, thresholds: list[float] | None = None) -> list[ExitResult]:
+    """Operating points of rule ``kind`` for each threshold (default: :func:`candidate_thresholds`)."""
+    _check(cum, targets)
+    cum = cum.cpu()
+    targets = targets.cpu()
+    scores = get_exit_rule(kind).score(cum)
+    ths = candidate_thresholds(kind, cum) if thresholds is None else [float(t) for t in thresholds]
+    T, B = scores.shape
+    steps = _sweep_steps(kind, scores, ths)  # [K, B]
+    correct = (cum.argmax(-1) == targets.view(1, -1)).double()  # [T, B]
+    acc = correct.gather(0, steps - 1).mean(1) * 100.0  # [K]
+    full = float(correct[-1].mean() * 100.0)
+    hist = torch.nn.functional.one_hot(steps - 1, T).sum(1)  # [K, T]
+    mean = steps.double().mean(1)
+    return [
+        ExitResult(ExitRule(kind, th), float(acc[k]), full, float(mean[k]),
+                   tuple(int(h) for h in hist[k].tolist()), steps[k])
+        for k, th in enumerate(ths)
+    ]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome of :func:`calibrate` on the calibration split.
+
+    Attributes:
+        rule: the chosen rule (threshold included).
+        budget_pp: allowed accuracy loss vs full T, percentage points.
+        result: its operating point on the calibration split.
+        split: name of the calibration split (for reports).
+    """
+
+    rule: ExitRule
+    budget_pp: float
+    result: ExitResult
+    split: str = "val"
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule.spec, "budget_pp": self.budget_pp, "split": self.split,
+                "calibration": self.result.to_dict()}
+
+
+def calibrate(
+    rule: str | ExitRule,
+    cum: torch.Tensor,
+    targets: torch.Tensor,
+    budget: float,
+    *,
+    split: str = "val",
+) -> Calibration:
+    """Choose the threshold of ``rule`` with the fewest mean timesteps within an accuracy budget.
+
+    Use a held-out calibration split, never the test split.
+
+    Args:
+        rule: rule kind (``"confidence"``, ``"entropy"``, ``"margin"``) or an :class:`ExitRule`
+            (its threshold is ignored).
+        cum: cumulative logits on the calibration split ``[T, B, C]``.
+        targets: labels ``[B]``.
+        budget: allowed accuracy loss against full T, in percentage points (>= 0).
+        split: the calibration split's name (recorded only).
+
+    Returns:
+        :class:`Calibration`. Ties in mean timesteps go to the higher accuracy.
+    """
+    kind = rule.kind if isinstance(rule, ExitRule) else str(rule)
+    get_exit_rule(kind)
+    b = float(budget)
+    if not math.isfinite(b) or b < 0:
+        raise ConfigError(f"accuracy budget must be >= 0 percentage points, got {budget}")
+    if split == "test":
+        raise ConfigError("calibrate exit thresholds on a held-out split, never on the test split")
+    _check(cum, targets)
+    if torch.unique(targets).numel() < 2:
+        raise ConfigError(
+            f"calibration split has only one class ({int(targets[0])}); it cannot measure an accuracy loss"
+        )
+    best: ExitResult | None = None
+    for r in sweep(kind, cum, targets):
+        if r.accuracy_loss > b + 1e-9:
+            continue
+        if best is None or (r.mean_timesteps, -r.accuracy) < (best.mean_timesteps, -best.accuracy):
+            best = r
+    assert best is not None  # the unreachable threshold always has zero loss
+    return Calibration(best.rule, b, best, split)
+
+
+__all__ = [
+    "ExitRule",
+    "ExitResult",
+    "Calibration",
+    "parse_exit_spec",
+    "evaluate_exit",
+    "calibrate",
+    "sweep",
+    "accuracy_per_timestep",
+    "accuracy_at",
+    "confidence_score",
+    "entropy_score",
+    "margin_score",
+    "list_exit_rules",
+    "get_exit_rule",
+    "register_exit_rule",
+    "first_firing",
+    "unreachable_threshold",
+]

@@ -1,0 +1,750 @@
+"""A backend-independent interpreter of ``nir.NIRGraph`` in batched torch, with spike counting.
+
+``simulate(graph, x)`` runs a NIR graph on time-major input ``x [T, B, ...]`` and returns a
+:class:`SimResult`: per-timestep logits, cumulative-mean logits, spike counts per spiking layer
+per timestep per sample, and synaptic operations per weighted layer per timestep per sample.
+
+Execution: the graph must be a DAG (no recurrent edges). Nodes run in topological order over the
+whole sequence: stateless nodes (Affine, Linear, Conv, pooling, Flatten, Scale, Threshold) run
+once on the merged ``[T*B, ...]`` batch; stateful nodes (LIF, IF, LI, I, CubaLIF, CubaLI) loop
+over T. A node with several incoming edges receives the SUM of its inputs.
+
+Discrete-time semantics (forward Euler with step ``dt``, taken from ``graph.metadata["dt"]``
+unless ``dt`` is given). For ``LIF(tau, r, v_leak, v_threshold, v_reset)``::
+
+    h = (1 - dt/tau) * v + (dt/tau) * v_leak + (r*dt/tau) * I    # integrate
+    s = H(h - v_threshold)                                       # spike if h > v_threshold
+    v = h * (1 - s) + v_reset * s                                # reset "zero" (NIR's reset)
+    v = h - s * v_threshold                                      # only when metadata reset == "subtract"
+
+trt_nm writes ``tau = dt/(1-beta)``, ``r = tau/dt``, ``v_leak = v_reset = 0``, so this is
+exactly the canonical ``h = beta*v + I`` of :func:`trt_nm.neuron.lif_step`. Per-neuron
+coefficients are computed in float64 and rounded to the compute dtype once, so beta = 0.5 stays
+exactly 0.5 even when ``tau`` was stored as float32.
+
+Counting rule (NeuroBench names): every spike of a neuron costs one accumulate (AC) per
+nonzero synapse it reaches (its fan-out), following stateless pooling/reshape nodes to the next
+weighted node. Inputs that are not binary events (the dense first layer, or a layer fed by a
+non-spiking node) cost one multiply-accumulate (MAC) per nonzero input x nonzero weight
+product ("effective MACs"). Counts are exact, computed by running each weighted node once more
+with its weights replaced by their nonzero mask and its input by its event count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, TrtNmError
+
+#: node type names the simulator runs
+SUPPORTED_NODES = (
+    "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "AvgPool2d",
+    "SumPool2d", "Flatten", "Threshold", "LIF", "IF", "LI", "I", "CubaLIF", "CubaLI",
+)
+SPIKING_NODES = ("LIF", "IF", "CubaLIF", "Threshold")
+STATEFUL_NODES = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI")
+WEIGHTED_NODES = ("Affine", "Linear", "Conv1d", "Conv2d")
+
+
+class SimulationError(TrtNmError):
+    """A NIR graph the simulator cannot run (unsupported node, missing dt, bad input)."""
+
+
+@dataclass
+class LayerStats:
+    """Static facts about one node, gathered while simulating.
+
+    Attributes:
+        name: node name in the graph.
+        kind: NIR node type name (``"Conv2d"``, ``"LIF"``, ...).
+        neurons: elements of one sample's output (the layer's neurons), batch-free.
+        weights: number of weights (weighted nodes), else 0.
+        nonzero_weights: number of nonzero weights (connection sparsity = 1 - nonzero/weights).
+        dense_macs: MACs per sample per timestep of the equivalent dense (ANN) layer:
+            output elements x fan-in, counting every weight.
+        op_kind: "AC" when the node's input is binary events, "MAC" when dense, "" otherwise.
+    """
+
+    name: str
+    kind: str
+    neurons: int = 0
+    weights: int = 0
+    nonzero_weights: int = 0
+    dense_macs: int = 0
+    op_kind: str = ""
+
+
+@dataclass
+class SimResult:
+    """What :func:`simulate` returns. All counts are per sample per timestep.
+
+    Attributes:
+        logits: the Output node's value per timestep ``[T, B, C]``.
+        cum_logits: mean of the first t outputs ``[T, B, C]`` (the prediction after t steps).
+        spikes: spiking node name -> spikes emitted ``[T, B]`` (float64 counts).
+        synops: weighted node name -> synaptic operations ``[T, B]`` (ACs or MACs, see
+            ``layers[name].op_kind``), float64.
+        layers: node name -> :class:`LayerStats`, in execution order.
+        spike_trains: spiking node name -> spikes ``[T, B, *shape]`` (only with ``record=True``).
+        dt: the time step used (seconds).
+        reset: the reset rule used for LIF/IF nodes ("zero" or "subtract").
+    """
+
+    logits: torch.Tensor
+    cum_logits: torch.Tensor
+    spikes: dict[str, torch.Tensor]
+    synops: dict[str, torch.Tensor]
+    layers: dict[str, LayerStats]
+    spike_trains: dict[str, torch.Tensor] = field(default_factory=dict)
+    dt: float = 1.0
+    reset: str = "zero"
+
+    @property
+    def T(self) -> int:
+        return int(self.logits.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.logits.shape[1])
+
+    def step_mask(self, exit_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, B]`` float64 mask of the timesteps each sample ran: ``t < exit_steps[b]``.
+
+        Args:
+            exit_steps: 1-based exit step per sample ``[B]``; None means all T steps.
+        """
+        T, B = self.T, self.batch_size
+        if exit_steps is None:
+            return torch.ones(T, B, dtype=torch.float64)
+        steps = torch.arange(1, T + 1).unsqueeze(1)
+        return (steps <= exit_steps.cpu().view(1, B)).double()
+
+    def spike_totals(self, exit_steps: torch.Tensor | None = None) -> dict[str, float]:
+        """Spikes per layer summed over samples and the timesteps each sample ran."""
+        m = self.step_mask(exit_steps)
+        return {k: float((v.cpu() * m).sum()) for k, v in self.spikes.items()}
+
+    def synop_totals(self, exit_steps: torch.Tensor | None = None) -> dict[str, float]:
+        """Synaptic operations per weighted layer summed like :meth:`spike_totals`."""
+        m = self.step_mask(exit_steps)
+        return {k: float((v.cpu() * m).sum()) for k, v in self.synops.items()}
+
+    def spikes_per_timestep(self) -> dict[str, list[float]]:
+        """Spikes per layer per timestep, summed over the batch (no early exit)."""
+        return {k: v.sum(1).tolist() for k, v in self.spikes.items()}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dtype_of(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def _arr(value: Any) -> torch.Tensor:
+    """A NIR parameter (numpy array or scalar) as a float64 CPU tensor."""
+    import numpy as np
+
+    return torch.as_tensor(np.asarray(value, dtype=np.float64))
+
+
+def _ints(value: Any, n: int) -> tuple[int, ...]:
+    """int, sequence or numpy array -> tuple of n ints."""
+    import numpy as np
+
+    a = np.asarray(value).reshape(-1).astype(np.int64).tolist()
+    if len(a) == 1:
+        a = a * n
+    return tuple(int(v) for v in a)
+
+
+def _shape_of(node: Any, key: str) -> tuple[int, ...] | None:
+    types = getattr(node, key, None) or {}
+    if not isinstance(types, Mapping) or not types:
+        return None
+    val = next(iter(types.values()))
+    if val is None:
+        return None
+    try:
+        return tuple(int(v) for v in list(val))
+    except (TypeError, ValueError):
+        return None
+
+
+class _Coef:
+    """A per-neuron coefficient: a python float when uniform (fast, exact), else a tensor."""
+
+    def __init__(self, values: torch.Tensor, dtype: torch.dtype, device: torch.device) -> None:
+        flat = values.reshape(-1)
+        if flat.numel() == 0:
+            raise SimulationError("empty neuron parameter array")
+        self.uniform = bool((flat == flat[0]).all())
+        # round once from float64 to the compute dtype (keeps 0.5 exactly 0.5)
+        self.scalar = float(flat[0].to(dtype)) if self.uniform else None
+        self.tensor = values.to(dtype).to(device)
+
+    def is_(self, value: float) -> bool:
+        return self.uniform and self.scalar == value
+
+    def shaped(self, like: torch.Tensor) -> torch.Tensor | float:
+        """Broadcastable against ``like [B, *shape]``."""
+        if self.uniform:
+            return self.scalar  # type: ignore[return-value]
+        t = self.tensor
+        shape = tuple(like.shape[1:])
+        if tuple(t.shape) == shape:
+            return t
+        if t.numel() == math.prod(shape):
+            return t.reshape(shape)
+        if t.dim() == 1 and len(shape) >= 1 and t.shape[0] == shape[0]:  # per channel
+            return t.view(-1, *([1] * (len(shape) - 1)))
+        raise SimulationError(
+            f"neuron parameters of shape {list(t.shape)} do not fit input of shape {list(shape)}"
+        )
+
+
+# --------------------------------------------------------------------------- compiled nodes
+
+
+class _Node:
+    """A compiled NIR node. ``run(x [T*B, ...]) -> y`` for stateless nodes, over T otherwise."""
+
+    kind = ""
+    stateful = False
+    spiking = False
+    weighted = False
+
+    def __init__(self, name: str, node: Any) -> None:
+        self.name = name
+        self.node = node
+
+    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def events(self, act: torch.Tensor) -> torch.Tensor:
+        """Propagate an event-count tensor through a stateless, weight-free node."""
+        raise NotImplementedError
+
+
+class _Identity(_Node):
+    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        return x
+
+    def events(self, act: torch.Tensor) -> torch.Tensor:
+        return act
+
+
+class _Affine(_Node):
+    weighted = True
+
+    def __init__(self, name, node, dtype, device, bias: bool) -> None:
+        super().__init__(name, node)
+        self.kind = "Affine" if bias else "Linear"
+        w = _arr(node.weight)
+        if w.dim() != 2:
+            raise SimulationError(f"node {name!r}: {self.kind} weight must be 2-D, got {list(w.shape)}")
+        self.weight = w.to(dtype).to(device)
+        self.mask = (w != 0).to(dtype).to(device)
+        self.bias = _arr(node.bias).to(dtype).to(device) if bias else None
+        self.fan_in = int(w.shape[1])
+
+    def run(self, x, T):
+        return F.linear(x, self.weight, self.bias)
+
+    def count(self, act: torch.Tensor) -> torch.Tensor:
+        return F.linear(act, self.mask).flatten(1).sum(1, dtype=torch.float64)
+
+
+class _Conv(_Node):
+    weighted = True
+
+    def __init__(self, name, node, dtype, device, dims: int) -> None:
+        super().__init__(name, node)
+        self.kind = f"Conv{dims}d"
+        self.dims = dims
+        w = _arr(node.weight)
+        if w.dim() != dims + 2:
+            raise SimulationError(f"node {name!r}: {self.kind} weight must be {dims + 2}-D")
+        self.weight = w.to(dtype).to(device)
+        self.mask = (w != 0).to(dtype).to(device)
+        b = getattr(node, "bias", None)
+        self.bias = None
+        if b is not None:
+            bt = _arr(b)
+            if bt.numel() == 1 and w.shape[0] != 1:
+                bt = bt.reshape(1).expand(w.shape[0])
+            self.bias = bt.reshape(-1).to(dtype).to(device)
+        pad = node.padding
+        self.padding = pad if isinstance(pad, str) else _ints(pad, dims)
+        self.stride = _ints(node.stride, dims)
+        self.dilation = _ints(node.dilation, dims)
+        self.groups = int(node.groups)
+        self.fan_in = int(w[0].numel())
+        self.fn = F.conv2d if dims == 2 else F.conv1d
+
+    def run(self, x, T):
+        return self.fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def count(self, act: torch.Tensor) -> torch.Tensor:
+        y = self.fn(act, self.mask, None, self.stride, self.padding, self.dilation, self.groups)
+        return y.flatten(1).sum(1, dtype=torch.float64)
+
+
+class _Pool(_Node):
+    def __init__(self, name, node, dtype, device, summed: bool) -> None:
+        super().__init__(name, node)
+        self.kind = "SumPool2d" if summed else "AvgPool2d"
+        self.k = _ints(node.kernel_size, 2)
+        stride = getattr(node, "stride", None)
+        self.stride = self.k if stride is None else _ints(stride, 2)
+        pad = getattr(node, "padding", None)
+        self.padding = (0, 0) if pad is None else _ints(pad, 2)
+        self.area = self.k[0] * self.k[1]
+        self.summed = summed
+
+    def _sum(self, x):
+        return F.avg_pool2d(x, self.k, self.stride, self.padding, count_include_pad=True) * self.area
+
+    def run(self, x, T):
+        if self.summed:
+            return self._sum(x)
+        return F.avg_pool2d(x, self.k, self.stride, self.padding, count_include_pad=True)
+
+    def events(self, act):
+        return self._sum(act).round()
+
+
+class _Flatten(_Node):
+    kind = "Flatten"
+
+    def __init__(self, name, node) -> None:
+        super().__init__(name, node)
+        self.start = int(node.start_dim)
+        self.end = int(node.end_dim)
+        in_shape = _shape_of(node, "input_type")
+        self.in_rank = None if in_shape is None else len(in_shape)
+
+    def _dims(self, x: torch.Tensor) -> tuple[int, int]:
+        # NIR shapes are batch-free: start_dim 0 is the first non-batch dim. A graph whose
+        # input_type includes the batch dim (rank == x.dim()) uses batch-including dims.
+        batch_free = self.in_rank is None or self.in_rank == x.dim() - 1
+        shift = 1 if batch_free else 0
+        start = self.start + shift if self.start >= 0 else self.start
+        end = self.end + shift if self.end >= 0 else self.end
+        return start, end
+
+    def run(self, x, T):
+        return x.flatten(*self._dims(x))
+
+    def events(self, act):
+        return act.flatten(*self._dims(act))
+
+
+class _Scale(_Node):
+    kind = "Scale"
+
+    def __init__(self, name, node, dtype, device) -> None:
+        super().__init__(name, node)
+        self.scale = _Coef(_arr(node.scale), dtype, device)
+
+    def run(self, x, T):
+        return x * self.scale.shaped(x)
+
+    def events(self, act):
+        return act
+
+
+class _Threshold(_Node):
+    kind = "Threshold"
+    spiking = True
+
+    def __init__(self, name, node, dtype, device) -> None:
+        super().__init__(name, node)
+        self.thr = _Coef(_arr(node.threshold), dtype, device)
+
+    def run(self, x, T):
+        return (x > self.thr.shaped(x)).to(x.dtype)
+
+
+class _Neuron(_Node):
+    """Stateful nodes. ``run`` takes the merged ``[T*B, ...]`` input and loops over T."""
+
+    stateful = True
+
+    def __init__(self, name, node, dtype, device, dt: float, reset: str) -> None:
+        super().__init__(name, node)
+        self.kind = type(node).__name__
+        self.dt = dt
+        self.reset = reset
+        self.dtype, self.device = dtype, device
+        k = self.kind
+        c = lambda v: _Coef(v, dtype, device)  # noqa: E731
+        if k in ("LIF", "LI"):
+            from .nir_nodes import lif_coefficients  # the one place the NIR Euler maths lives
+
+            if (_arr(node.tau) <= 0).any():
+                raise SimulationError(f"node {name!r}: tau must be > 0")
+            co = {key: _arr(v) for key, v in lif_coefficients(node.tau, node.r, node.v_leak, dt).items()}
+            self.decay, self.in_scale, self.leak = c(co["beta"]), c(co["gain"]), c(co["bias"])
+        elif k in ("IF", "I"):
+            r = _arr(node.r)
+            self.decay, self.in_scale, self.leak = c(torch.ones_like(r)), c(r * dt), c(torch.zeros_like(r))
+        else:  # CubaLIF / CubaLI
+            ts, tm = _arr(node.tau_syn), _arr(node.tau_mem)
+            r, v_leak, w_in = _arr(node.r), _arr(node.v_leak), _arr(node.w_in)
+            if (ts <= 0).any() or (tm <= 0).any():
+                raise SimulationError(f"node {name!r}: time constants must be > 0")
+            self.syn_decay, self.syn_in = c(1.0 - dt / ts), c(w_in * dt / ts)
+            a = dt / tm
+            self.decay, self.in_scale, self.leak = c(1.0 - a), c(r * a), c(v_leak * a)
+        self.spiking = k in ("LIF", "IF", "CubaLIF")
+        if self.spiking:
+            self.thr = c(_arr(node.v_threshold))
+            vr = getattr(node, "v_reset", None)
+            self.v_reset = c(_arr(0.0 if vr is None else vr).expand_as(_arr(node.v_threshold)).clone())
+
+    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        xs = x.reshape(T, -1, *x.shape[1:])
+        v = torch.zeros_like(xs[0])
+        decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
+        cuba = self.kind.startswith("Cuba")
+        if cuba:
+            i_syn = torch.zeros_like(v)
+            sdec, sin = self.syn_decay.shaped(v), self.syn_in.shaped(v)
+        unit_scale = self.in_scale.is_(1.0)
+        no_leak = self.leak.is_(0.0)
+        if self.spiking:
+            thr, vr = self.thr.shaped(v), self.v_reset.shaped(v)
+            zero_reset = self.v_reset.is_(0.0)
+        out = torch.empty_like(xs)
+        for t in range(T):
+            inp = xs[t]
+            if cuba:
+                i_syn = sdec * i_syn + sin * inp
+                inp = i_syn
+            h = decay * v + (inp if unit_scale else scale * inp)
+            if not no_leak:
+                h = h + leak
+            if not self.spiking:
+                v = h
+                out[t] = h
+                continue
+            s = (h > thr).to(h.dtype)
+            if self.reset == "subtract":
+                v = h - s * thr
+            elif zero_reset:
+                v = h * (1.0 - s)
+            else:
+                v = h * (1.0 - s) + vr * s
+            out[t] = s
+        return out.reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- graph compile
+
+
+def _compile_node(name: str, node: Any, dtype, device, dt: float | None, reset: str) -> _Node:
+    kind = type(node).__name__
+    if kind in ("Input", "Output"):
+        n = _Identity(name, node)
+        n.kind = kind
+        return n
+    if kind == "Affine":
+        return _Affine(name, node, dtype, device, bias=True)
+    if kind == "Linear":
+        return _Affine(name, node, dtype, device, bias=False)
+    if kind == "Conv2d":
+        return _Conv(name, node, dtype, device, 2)
+    if kind == "Conv1d":
+        return _Conv(name, node, dtype, device, 1)
+    if kind in ("AvgPool2d", "SumPool2d"):
+        return _Pool(name, node, dtype, device, summed=kind == "SumPool2d")
+    if kind == "Flatten":
+        return _Flatten(name, node)
+    if kind == "Scale":
+        return _Scale(name, node, dtype, device)
+    if kind == "Threshold":
+        return _Threshold(name, node, dtype, device)
+    if kind in STATEFUL_NODES:
+        if dt is None:
+            raise SimulationError(
+                f"node {name!r} ({kind}) needs a time step: graph metadata has no 'dt'; pass dt explicitly"
+            )
+        return _Neuron(name, node, dtype, device, dt, reset)
+    if kind == "NIRGraph":
+        raise SimulationError(f"node {name!r} is a nested NIRGraph; flatten subgraphs before simulating")
+    raise SimulationError(
+        f"node {name!r} has unsupported type {kind}; supported: {', '.join(SUPPORTED_NODES)}"
+    )
+
+
+def _toposort(nodes: Mapping[str, Any], edges: list[tuple[str, str]]) -> list[str]:
+    indeg = {n: 0 for n in nodes}
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            missing = a if a not in nodes else b
+            raise SimulationError(f"edge ({a!r}, {b!r}) refers to unknown node {missing!r}")
+        succ[a].append(b)
+        indeg[b] += 1
+    ready = [n for n in nodes if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if len(order) != len(nodes):
+        cyc = sorted(n for n in nodes if indeg[n] > 0)
+        raise SimulationError(f"graph has recurrent edges (cycle through {', '.join(cyc[:5])}); only feed-forward graphs are supported")
+    return order
+
+
+def graph_dt(graph: Any, dt: float | None = None) -> float | None:
+    """The time step: ``dt`` when given, else ``graph.metadata["dt"]``, else None."""
+    if dt is not None:
+        dt = float(dt)
+        if not (math.isfinite(dt) and dt > 0):
+            raise ConfigError(f"dt must be a positive number of seconds, got {dt}")
+        return dt
+    meta = getattr(graph, "metadata", None) or {}
+    if not isinstance(meta, Mapping) or meta.get("dt") is None:
+        return None
+    try:
+        val = float(meta["dt"])
+    except (TypeError, ValueError):
+        raise SimulationError(f"graph metadata 'dt' is not a number: {meta['dt']!r}") from None
+    if not (math.isfinite(val) and val > 0):
+        raise SimulationError(f"graph metadata 'dt' must be > 0, got {val}")
+    return val
+
+
+def _meta_str(meta: Any, key: str) -> str | None:
+    if not isinstance(meta, Mapping) or key not in meta:
+        return None
+    v = meta[key]
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode()
+    return str(v)
+
+
+class Simulator:
+    """A NIR graph compiled once for repeated batched simulation.
+
+    Args:
+        graph: a ``nir.NIRGraph`` (feed-forward, one Input and one Output node).
+        dt: time step in seconds; default ``graph.metadata["dt"]`` (error when neither exists
+            and the graph has stateful nodes).
+        device: torch device for the computation (default CPU).
+        dtype: "float32" (default) or "float64".
+    """
+
+    def __init__(
+        self,
+        graph: Any,
+        *,
+        dt: float | None = None,
+        device: str | torch.device | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        nodes = getattr(graph, "nodes", None)
+        edges = getattr(graph, "edges", None)
+        if not isinstance(nodes, Mapping) or edges is None:
+            raise SimulationError("not a NIR graph (no nodes/edges)")
+        meta = getattr(graph, "metadata", None) or {}
+        self.metadata = dict(meta) if isinstance(meta, Mapping) else {}
+        self.dt = graph_dt(graph, dt)
+        reset = _meta_str(self.metadata, "reset") or "zero"
+        if reset not in ("zero", "subtract"):
+            raise SimulationError(f"graph metadata reset {reset!r} is not 'zero' or 'subtract'")
+        self.reset = reset
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = _dtype_of(dtype)
+        edges = [(str(a), str(b)) for a, b in edges]
+        self.order = _toposort(nodes, edges)
+        self.preds: dict[str, list[str]] = {n: [] for n in nodes}
+        for a, b in edges:
+            self.preds[b].append(a)
+        self.nodes = {
+            n: _compile_node(n, nodes[n], self.dtype, self.device, self.dt, reset) for n in self.order
+        }
+        ins = [n for n in self.order if self.nodes[n].kind == "Input"]
+        outs = [n for n in self.order if self.nodes[n].kind == "Output"]
+        if len(ins) != 1 or len(outs) != 1:
+            raise SimulationError(
+                f"graph must have exactly one Input and one Output node, found {len(ins)} and {len(outs)}"
+            )
+        self.input_name, self.output_name = ins[0], outs[0]
+        self.input_shape = _shape_of(nodes[self.input_name], "input_type")
+        for n in self.order:
+            if n != self.input_name and not self.preds[n]:
+                raise SimulationError(f"node {n!r} has no incoming edge")
+
+    @property
+    def spiking_layers(self) -> list[str]:
+        return [n for n in self.order if self.nodes[n].spiking]
+
+    @property
+    def weighted_layers(self) -> list[str]:
+        return [n for n in self.order if self.nodes[n].weighted]
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, *, count_ops: bool = True, record: bool = False) -> SimResult:
+        """Simulate ``x [T, B, *input_shape]``; see :class:`SimResult`.
+
+        Args:
+            x: time-major input (any float/bool/int dtype; converted to the compute dtype).
+            count_ops: count synaptic operations (costs one extra pass per weighted node).
+            record: keep every spiking node's full spike train in ``spike_trains``.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ConfigError("simulate expects a time-major tensor [T, B, ...]")
+        T, B = int(x.shape[0]), int(x.shape[1])
+        if T < 1 or B < 1:
+            raise ConfigError(f"empty input of shape {list(x.shape)}")
+        if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
+            if math.prod(x.shape[2:]) == math.prod(self.input_shape):
+                x = x.reshape(T, B, *self.input_shape)
+            else:
+                raise ConfigError(
+                    f"input shape {list(x.shape[2:])} does not match the graph's input "
+                    f"{list(self.input_shape)} (expected [T, B, {', '.join(map(str, self.input_shape))}])"
+                )
+        flat = x.to(self.device, self.dtype).reshape(T * B, *x.shape[2:])
+        values: dict[str, torch.Tensor] = {}
+        acts: dict[str, torch.Tensor | None] = {}
+        remaining = {n: 0 for n in self.order}
+        for n in self.order:
+            for p in self.preds[n]:
+                remaining[p] += 1
+        spikes: dict[str, torch.Tensor] = {}
+        synops: dict[str, torch.Tensor] = {}
+        trains: dict[str, torch.Tensor] = {}
+        layers: dict[str, LayerStats] = {}
+        for name in self.order:
+            node = self.nodes[name]
+            if name == self.input_name:
+                inp = flat
+                act: torch.Tensor | None = None
+                if count_ops and bool(((flat == 0) | (flat == 1)).all()):
+                    act = flat  # binary event input: the first layer costs ACs
+            else:
+                ps = self.preds[name]
+                inp = values[ps[0]]
+                act = acts.get(ps[0])
+                for p in ps[1:]:
+                    inp = inp + values[p]
+                    a2 = acts.get(p)
+                    act = None if act is None or a2 is None else act + a2
+                for p in ps:  # free intermediate values as soon as nobody needs them
+                    remaining[p] -= 1
+                    if remaining[p] == 0 and p != self.output_name:
+                        values.pop(p, None)
+                        acts.pop(p, None)
+            stats = LayerStats(name, node.kind)
+            if node.weighted:
+                out = node.run(inp, T)
+                w = node.weight
+                stats.weights = int(w.numel())
+                stats.nonzero_weights = int(node.mask.sum())
+                stats.neurons = int(out[0].numel())
+                stats.dense_macs = stats.neurons * node.fan_in
+                if count_ops:
+                    if act is not None:
+                        stats.op_kind = "AC"
+                        ops = node.count(act)
+                    else:
+                        stats.op_kind = "MAC"
+                        ops = node.count((inp != 0).to(self.dtype))
+                    synops[name] = ops.reshape(T, B).cpu()
+                out_act = None
+            elif node.stateful or node.spiking:
+                out = node.run(inp, T)
+                stats.neurons = int(out[0].numel())
+                out_act = out if node.spiking else None
+                if node.spiking:
+                    spikes[name] = out.reshape(T, B, -1).sum(2, dtype=torch.float64).cpu()
+                    if record:
+                        trains[name] = out.reshape(T, B, *out.shape[1:]).cpu()
+            else:
+                out = node.run(inp, T)
+                stats.neurons = int(out[0].numel())
+                out_act = node.events(act) if (act is not None and count_ops) else None
+            values[name] = out
+            acts[name] = out_act
+            layers[name] = stats
+        logits = values[self.output_name].reshape(T, B, *values[self.output_name].shape[1:])
+        steps = torch.arange(1, T + 1, device=logits.device, dtype=logits.dtype)
+        cum = logits.cumsum(0) / steps.view(-1, *([1] * (logits.dim() - 1)))
+        return SimResult(
+            logits=logits,
+            cum_logits=cum,
+            spikes=spikes,
+            synops=synops,
+            layers=layers,
+            spike_trains=trains,
+            dt=float(self.dt) if self.dt is not None else float("nan"),
+            reset=self.reset,
+        )
+
+
+def concat_results(results: list[SimResult]) -> SimResult:
+    """Join results of consecutive batches along the batch dimension (same graph, same T)."""
+    if not results:
+        raise ConfigError("no simulation results to join")
+    first = results[0]
+    if any(r.T != first.T for r in results):
+        raise ConfigError("cannot join simulation results with different T")
+
+    def cat(key: str) -> dict[str, torch.Tensor]:
+        return {k: torch.cat([getattr(r, key)[k] for r in results], 1) for k in getattr(first, key)}
+
+    return SimResult(
+        logits=torch.cat([r.logits for r in results], 1),
+        cum_logits=torch.cat([r.cum_logits for r in results], 1),
+        spikes=cat("spikes"),
+        synops=cat("synops"),
+        layers=first.layers,
+        spike_trains=cat("spike_trains"),
+        dt=first.dt,
+        reset=first.reset,
+    )
+
+
+def simulate(
+    graph: Any,
+    x: torch.Tensor,
+    *,
+    dt: float | None = None,
+    device: str | torch.device | None = None,
+    count_ops: bool = True,
+    record: bool = False,
+) -> SimResult:
+    """Run a NIR graph on time-major input ``x [T, B, ...]`` and count spikes and operations.
+
+    Args:
+        graph: a ``nir.NIRGraph`` (see the module docstring for the supported nodes).
+        x: input ``[T, B, *input_shape]``, one frame per timestep (static images repeated T times).
+        dt: time step in seconds; default ``graph.metadata["dt"]``.
+        device: where to compute (default CPU).
+        count_ops: count synaptic operations per weighted layer.
+        record: keep full spike trains per spiking layer.
+
+    Returns:
+        :class:`SimResult` with ``logits [T, B, C]``, ``cum_logits [T, B, C]``, spike counts and
+        synaptic operations ``[T, B]`` per layer.
+    """
+    return Simulator(graph, dt=dt, device=device)(x, count_ops=count_ops, record=record)
+
+
+__all__ = ["simulate", "concat_results", "Simulator", "SimResult", "LayerStats", "SimulationError", "graph_dt"]
