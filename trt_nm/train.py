@@ -2,8 +2,13 @@
 
 Each epoch writes ``last.pt`` (and ``best.pt`` when test accuracy improves) atomically,
 rewrites ``log.csv`` from the run history, and logs to TensorBoard when it is installed.
-Shuffling uses a generator seeded by ``(seed, epoch)`` and all RNG states are checkpointed,
+Shuffling uses a permutation seeded by ``(seed, epoch)`` and all RNG states are checkpointed,
 so ``--resume`` continues exactly where the last completed epoch ended.
+
+Under ``torchrun`` (environment ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the trainer runs
+data-parallel (see :mod:`trt_nm.distributed`): DistributedDataParallel with BatchNorm
+statistics synchronised over ranks, ``batch_size`` as the global batch split evenly over
+the ranks, evaluation sharded and summed, and logging/checkpoints on rank 0 only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from . import distributed
 from .checkpoint import (
     atomic_write_bytes,
     capture_rng,
@@ -151,6 +157,11 @@ class Trainer:
         self.log = log
         self.progress = progress
         self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.init_from_env(self.device)
+        self.per_rank_batch = distributed.per_rank_batch(cfg.batch_size, self.dist)
+        if not self.dist.is_main:  # rank 0 alone logs and shows progress
+            self.log = _silent
+            self.progress = False
         if cfg.amp != "none" and self.device.type != "cuda":
             raise ConfigError(f"--amp {cfg.amp} needs a CUDA device (got {self.device})")
         self.out_dir = Path(cfg.out_dir)
@@ -188,9 +199,17 @@ class Trainer:
                 neuron=cfg.neuron_config(),
             )
         self.model = model.to(self.device)
+        if self.dist.enabled:
+            if len(self.test_set) < self.dist.world_size:
+                raise ConfigError(f"test split has fewer samples than the {self.dist.world_size} processes")
+            distributed.convert_sync_batchnorm(self.model, self.device)
         self.loss_fn = Loss(cfg.loss, **cfg.loss_kwargs)
         if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            # the fused CUDA kernel is the same Adam update in one launch
+            self.optimizer = torch.optim.Adam(
+                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                fused=True if self.device.type == "cuda" else None,
+            )
         else:
             self.optimizer = torch.optim.SGD(
                 self.model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
@@ -201,7 +220,18 @@ class Trainer:
             else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0)
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp: torch.nn.Module | None = DistributedDataParallel(self.model, device_ids=ids)
+            self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
+            # evaluation needs no gradient sync: run the plain module on each rank's shard
+            self.eval_forward = torch.compile(self.model) if cfg.compile else self.model
+        else:
+            self.ddp = None
+            self.forward = torch.compile(self.model) if cfg.compile else self.model
+            self.eval_forward = self.forward
         self.start_epoch = 0
         self.best_acc = -1.0
         self.history: list[dict[str, Any]] = []
@@ -264,12 +294,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ loops
     def _loader(self, ds: Dataset, shuffle: bool, epoch: int) -> DataLoader:
+        seed = self.cfg.seed * 100_003 + epoch
         g = torch.Generator()
-        g.manual_seed(self.cfg.seed * 100_003 + epoch)
+        g.manual_seed(seed)
+        sampler = (
+            distributed.EpochSampler(len(ds), seed, self.dist.rank, self.dist.world_size)
+            if shuffle
+            else None
+        )
         return DataLoader(
             ds,
-            batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
+            batch_size=self.per_rank_batch,
+            sampler=sampler,
             generator=g if shuffle else None,
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -319,15 +355,31 @@ class Trainer:
                 bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{100.0 * total_correct / n:.1f}%")
         if bar is not None:
             bar.close()
+        total_loss, total_correct, n = distributed.all_reduce_sum(
+            [total_loss, float(total_correct), float(n)], self.device
+        )
         return {"train_loss": total_loss / max(n, 1), "train_acc": 100.0 * total_correct / max(n, 1)}
+
+    def _evaluate(self, loader: DataLoader) -> dict[str, Any]:
+        """:func:`evaluate` on this rank's shard, summed over ranks when distributed."""
+        ev = evaluate(self.eval_forward, loader, self.device, self.cfg.amp)
+        if not self.dist.enabled:
+            return ev
+        counts = [round(a * ev["n"] / 100.0) for a in ev["acc_per_t"]]
+        *counts, n = distributed.all_reduce_sum([*counts, float(ev["n"])], self.device)
+        acc = [c * 100.0 / n for c in counts]
+        return {"acc_per_t": acc, "acc": acc[-1], "n": int(n)}
 
     def fit(self, resume: str | Path | None = None) -> TrainResult:
         """Train for ``cfg.epochs`` epochs (continuing a checkpoint when ``resume`` is given)."""
         cfg = self.cfg
         if resume is not None:
             self.resume(resume)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        test_loader = self._loader(self.test_set, False, 0)
+        main = self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        test_set = distributed.eval_shard(self.test_set, self.dist) if self.dist.enabled else self.test_set
+        test_loader = self._loader(test_set, False, 0)
         for cb in self.callbacks:
             cb.on_train_start(self)
         last_eval: dict[str, Any] | None = None
@@ -335,7 +387,7 @@ class Trainer:
             t0 = time.perf_counter()
             tr = self.train_epoch(epoch)
             self.scheduler.step()
-            ev = evaluate(self.forward, test_loader, self.device, cfg.amp)
+            ev = self._evaluate(test_loader)
             last_eval = ev
             row = {
                 "epoch": epoch + 1,
@@ -352,12 +404,13 @@ class Trainer:
             improved = ev["acc"] > self.best_acc
             if improved:
                 self.best_acc = ev["acc"]
-            payload = self._payload(epoch + 1)
-            save_checkpoint(self.out_dir / "last.pt", payload)
-            if improved:
-                save_checkpoint(self.out_dir / "best.pt", payload)
-            self._write_csv()
-            tb = self._tensorboard()
+            if main:
+                payload = self._payload(epoch + 1)
+                save_checkpoint(self.out_dir / "last.pt", payload)
+                if improved:
+                    save_checkpoint(self.out_dir / "best.pt", payload)
+                self._write_csv()
+            tb = self._tensorboard() if main else None
             if tb is not None:
                 for k, v in row.items():
                     if k != "epoch":
@@ -369,10 +422,14 @@ class Trainer:
                 f"test {ev['acc']:.2f}%  per-t [{per_t}]  {row['seconds']:.1f}s"
             )
         if last_eval is None:  # resumed a finished run: just report
-            last_eval = evaluate(self.forward, test_loader, self.device, cfg.amp)
+            last_eval = self._evaluate(test_loader)
         if self._tb:
             self._tb.close()
         return TrainResult(self.out_dir, self.best_acc, last_eval["acc_per_t"], self.history)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The log function of ranks other than 0."""
 
 
 def config_from_checkpoint(path: str | Path, **overrides: Any) -> TrainConfig:

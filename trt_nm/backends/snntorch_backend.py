@@ -12,6 +12,11 @@ still above threshold after a reset, so the adapter runs ``Leaky`` with
 
 Leaky registers ``beta``/``threshold``/... as buffers; they are made non-persistent so the
 model's ``state_dict`` does not depend on the backend.
+
+``torch.compile(fullgraph=True)``: Leaky's forward branches on ``reset_mechanism_val``, a
+0-d tensor buffer, which Dynamo sees as data-dependent control flow (a graph break). The
+value is fixed when the adapter is built, so the adapter stores it as the equivalent Python
+int; Leaky's forward then takes the same branch with no graph break and the same maths.
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ class SnnTorchLIF(SpikingNeuron):
             reset_delay=False,
             init_hidden=False,
         )
+        # fixed for the adapter's lifetime: a Python int keeps Leaky's branches static
+        reset_val = int(self.leaky._buffers.pop("reset_mechanism_val"))
         for name in list(self.leaky._buffers):
             buf = self.leaky._buffers.pop(name)
             self.leaky.register_buffer(name, buf, persistent=False)
+        self.leaky.reset_mechanism_val = reset_val
 
     def step(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, v_next = self.leaky(x, v)

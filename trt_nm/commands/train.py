@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, args.out or "runs/train")
     trainer = Trainer(cfg, progress=False if args.quiet else None)
     result = trainer.fit(resume=args.resume)
+    if not trainer.dist.is_main:  # under torchrun only rank 0 reports
+        return 0
     per_t = ", ".join(f"t={t + 1}: {a:.2f}%" for t, a in enumerate(result.final_acc_per_t))
     print(f"per-timestep test accuracy: {per_t}")
     print(f"best test accuracy {result.best_acc:.2f}%; checkpoints and log in {result.out_dir}")
