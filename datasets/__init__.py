@@ -10,12 +10,25 @@ from __future__ import annotations
 from .registry import (
     DatasetInfo,
     dataset_info,
+    download_dataset,
     get_dataset,
     list_datasets,
+    missing_files,
     register_dataset,
 )
 
 # importing the recipe modules registers them
 from . import mnist5k  # noqa: E402,F401  isort: skip
+from . import nmnist5k  # noqa: E402,F401  isort: skip
+from . import neuromorphic  # noqa: E402,F401  isort: skip
+from . import vision  # noqa: E402,F401  isort: skip
 
-__all__ = ["DatasetInfo", "dataset_info", "get_dataset", "list_datasets", "register_dataset"]
+__all__ = [
+    "DatasetInfo",
+    "dataset_info",
+    "download_dataset",
+    "get_dataset",
+    "list_datasets",
+    "missing_files",
+    "register_dataset",
+]

@@ -1,0 +1,170 @@
+"""On-disk cache for preprocessed frames and generated events.
+
+Every cache entry is keyed by a hash of *all* parameters that produced it plus
+:data:`CACHE_VERSION`, so changing a preprocessing parameter never serves stale data and a
+cache written by an older version of this code is rebuilt (a meta file inside each entry
+records the version and parameters; a mismatch or an unreadable file means "rebuild").
+
+Location: the ``cache_dir`` argument of a loader, else ``$TRT_NM_CACHE``, else
+``~/.cache/trt_nm``. Writes are atomic (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trt_nm.errors import TrtNmError
+
+#: bump when the layout or the preprocessing code changes; older entries are rebuilt
+CACHE_VERSION = 1
+ENV_VAR = "TRT_NM_CACHE"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache directory: ``cache_dir``, else ``$TRT_NM_CACHE``, else ``~/.cache/trt_nm``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/trt_nm").expanduser()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in sorted(v.items())}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return repr(v)
+
+
+def cache_key(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(hex digest, canonical params)`` of ``params`` plus :data:`CACHE_VERSION`."""
+    canon = _jsonable({**params, "cache_version": CACHE_VERSION})
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16], canon
+
+
+def _ensure_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrtNmError(f"cannot create cache directory {path}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically."""
+    _ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """All arrays of an ``.npz`` file, or None when it is missing, truncated or corrupt."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def cached_arrays(
+    name: str,
+    params: Mapping[str, Any],
+    build: Callable[[], Mapping[str, np.ndarray]],
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[dict[str, np.ndarray], Path, bool]:
+    """Arrays built by ``build()`` once, then read from ``<cache>/<name>-<key>.npz``.
+
+    Returns ``(arrays, path, hit)`` with ``hit`` True when the cache was read. A file with a
+    different version or parameters (hash collision, older code) or an unreadable one is
+    rebuilt and replaced.
+    """
+    key, canon = cache_key(params)
+    path = cache_root(cache_dir) / f"{name}-{key}.npz"
+    meta_json = json.dumps(canon, sort_keys=True)
+    data = load_npz(path) if path.exists() else None
+    if data is not None and "__meta__" in data and str(data["__meta__"]) == meta_json:
+        data.pop("__meta__")
+        return data, path, True
+    arrays = {k: np.asarray(v) for k, v in build().items()}
+    atomic_save_npz(path, {**arrays, "__meta__": np.array(meta_json)})
+    return arrays, path, False
+
+
+class SampleCache:
+    """A directory of per-sample ``.npz`` files keyed by the preprocessing parameters.
+
+    ``<cache>/<name>-<key>/meta.json`` holds the version and the parameters; an entry whose
+    meta does not match is cleared of its sample files and rebuilt. ``get(i)`` returns the
+    cached arrays of sample ``i`` or None; ``put(i, arrays)`` writes them atomically.
+    """
+
+    def __init__(self, name: str, params: Mapping[str, Any], cache_dir: str | os.PathLike | None = None):
+        key, canon = cache_key(params)
+        self.params = canon
+        self.dir = cache_root(cache_dir) / f"{name}-{key}"
+        self.hits = 0
+        self.misses = 0
+        self._checked = False
+
+    def _check_meta(self) -> None:
+        if self._checked:
+            return
+        _ensure_dir(self.dir)
+        meta = self.dir / "meta.json"
+        try:
+            ok = json.loads(meta.read_text()) == self.params
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            for f in self.dir.glob("*.npz"):  # only files this class wrote
+                f.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="meta.", suffix=".tmp", dir=self.dir)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.params, fh, sort_keys=True)
+            os.replace(tmp, meta)
+        self._checked = True
+
+    def path(self, i: int) -> Path:
+        return self.dir / f"{i:07d}.npz"
+
+    def get(self, i: int) -> dict[str, np.ndarray] | None:
+        self._check_meta()
+        p = self.path(i)
+        data = load_npz(p) if p.exists() else None
+        if data is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return data
+
+    def put(self, i: int, arrays: Mapping[str, np.ndarray]) -> None:
+        self._check_meta()
+        atomic_save_npz(self.path(i), arrays)
