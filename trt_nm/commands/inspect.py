@@ -23,14 +23,16 @@ def _fmt(v) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from trt_nm.nir_nodes import STATEFUL_TYPES, arr
-    from trt_nm.nir_validate import read_nir, validate_graph
+    from trt_nm.nir_validate import read_nir, topological_order, validate_graph
 
     graph = read_nir(args.file)
     shapes = validate_graph(graph, where=str(args.file)) or {}
     total = 0
     print(f"{args.file}: valid NIR graph, {len(graph.nodes)} nodes, {len(graph.edges)} edges")
     print(f"{'node':32s} {'type':10s} {'output shape':16s} {'params':>10s}  details")
-    for name, node in graph.nodes.items():
+    order = topological_order(graph) or sorted(graph.nodes)  # cycles through state: any order
+    for name in order:
+        node = graph.nodes[name]
         kind = type(node).__name__
         n = 0
         for f in ("weight", "bias", "scale"):
