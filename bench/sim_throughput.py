@@ -1,11 +1,16 @@
 """Simulator throughput (samples/s) vs nirtorch's own interpreter on the same NIR graph.
 
-Both run the same cnn-small graph exported by ``trt_nm.to_nir`` on the same inputs, in one
-process, side by side; the script checks that their outputs agree and prints the ratio.
-nirtorch steps the graph one timestep at a time (``nirtorch.nir_to_torch`` + a LIF module
-with explicit state); trt_nm's simulator runs stateless nodes once over the merged T*B batch.
+For every configuration (architecture x T x batch x input coding) both interpreters run the
+same graph exported by ``trt_nm.to_nir`` on the same inputs, in one process, side by side; the
+script checks that their logits agree and prints one table row with samples/s and the ratio.
+nirtorch steps the graph one timestep at a time (``nirtorch.nir_to_torch`` + a LIF module with
+explicit state); trt_nm's simulator runs stateless nodes once over the merged T*B batch, and
+with ``static`` input (the same frame at every step, as static images are fed) runs the
+stateless nodes before the first neuron only once. Timings: the three measurements of one
+configuration are interleaved and repeated; the best (least disturbed) of each is kept.
 
-    python bench/sim_throughput.py [--arch cnn-small] [--batch 64] [--T 4] [--repeats 3]
+    python bench/sim_throughput.py [--arch mlp,cnn-small] [--T 4,20] [--batch 1,64]
+                                   [--inputs static,dynamic] [--repeats 5] [--min-time 0.3] [--threads N]
 """
 
 from __future__ import annotations
@@ -66,44 +71,83 @@ def _run_nirtorch(net, x):
     return torch.stack(outs)
 
 
-def main() -> None:
+def _csv(kind):
+    return lambda text: [kind(v) for v in text.split(",") if v]
+
+
+def _timer(fn, min_time: float):
+    """A callable returning seconds per call of ``fn`` (looping so one timing lasts >= min_time)."""
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-6)
+    loops = max(1, int(min_time / once))
+
+    def measure() -> float:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        return (time.perf_counter() - t0) / loops
+
+    return measure
+
+
+def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time: float) -> dict:
+    """Samples/s of nirtorch, the simulator, and the simulator with SynOp counting."""
     from trt_nm.models import build_model
     from trt_nm.nir_io import to_nir
     from trt_nm.simulate import Simulator
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arch", default="cnn-small")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--T", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
     torch.manual_seed(0)
-    model = build_model(args.arch, T=args.T).eval()
+    model = build_model(arch, T=T).eval()
     graph = to_nir(model, dt=1e-4)
-    x = torch.rand(args.T, args.batch, *model.input_shape) * 2
+    if coding == "static":  # direct coding: one analogue frame repeated at every step
+        x = (torch.rand(1, batch, *model.input_shape) * 2).expand(T, -1, *model.input_shape).contiguous()
+    else:  # a different frame at every step (event data)
+        x = torch.rand(T, batch, *model.input_shape) * 2
     sim = Simulator(graph)
     net = _nirtorch_model(graph, 1e-4)
     with torch.no_grad():
         ref = _run_nirtorch(net, x)
-        ours = sim(x, count_ops=False).logits
-    diff = (ours - ref).abs().max().item()
+        diff = (sim(x, count_ops=False).logits - ref).abs().max().item()
+        runs = {
+            "nirtorch": _timer(lambda: _run_nirtorch(net, x), min_time),
+            "sim": _timer(lambda: sim(x, count_ops=False), min_time),
+            "sim+synops": _timer(lambda: sim(x, count_ops=True), min_time),
+        }
+        best = {k: float("inf") for k in runs}
+        for _ in range(repeats):
+            for k, measure in runs.items():
+                best[k] = min(best[k], measure())
+    rate = {k: batch / v for k, v in best.items()}
+    return {"arch": arch, "T": T, "batch": batch, "input": coding, "diff": diff, **rate}
 
-    def best(fn):
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                fn()
-            times.append(time.perf_counter() - t0)
-        return args.batch / min(times)
 
-    r_nt = best(lambda: _run_nirtorch(net, x))
-    r_sim = best(lambda: sim(x, count_ops=False))
-    r_cnt = best(lambda: sim(x, count_ops=True))
-    print(f"{args.arch}, T={args.T}, batch {args.batch}, {torch.get_num_threads()} threads; max |logit diff| {diff:.2e}")
-    print(f"nirtorch interpreter        : {r_nt:9.1f} samples/s")
-    print(f"trt_nm simulator            : {r_sim:9.1f} samples/s  ({r_sim / r_nt:.2f}x nirtorch)")
-    print(f"trt_nm simulator + SynOps   : {r_cnt:9.1f} samples/s  ({r_cnt / r_nt:.2f}x nirtorch)")
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", type=_csv(str), default=["mlp", "cnn-small"])
+    p.add_argument("--T", type=_csv(int), default=[4, 20])
+    p.add_argument("--batch", type=_csv(int), default=[1, 64])
+    p.add_argument("--inputs", type=_csv(str), default=["static", "dynamic"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.3, help="seconds per timing (loops short calls)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    print(f"{torch.get_num_threads()} torch threads; samples/s, best of {args.repeats} interleaved repeats")
+    head = (f"| {'arch':9} | {'T':>2} | {'batch':>5} | {'input':7} | {'nirtorch':>8} | {'simulator':>9} "
+            f"| {'ratio':>5} | {'+SynOps':>8} | {'ratio':>5} | {'max dlogit':>10} |")
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for arch in args.arch:
+        for T in args.T:
+            for batch in args.batch:
+                for coding in args.inputs:
+                    r = bench_one(arch, T, batch, coding, args.repeats, args.min_time)
+                    print(f"| {arch:9} | {T:>2} | {batch:>5} | {coding:7} | {r['nirtorch']:8.1f} "
+                          f"| {r['sim']:9.1f} | {r['sim'] / r['nirtorch']:4.2f}x "
+                          f"| {r['sim+synops']:8.1f} | {r['sim+synops'] / r['nirtorch']:4.2f}x "
+                          f"| {r['diff']:10.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,47 @@ def test_top_level_binding():
 
     res = trt_nm.simulate(_hand_graph(), torch.rand(2, 1, 2, 6, 6))
     assert res.logits.shape == (2, 1, 5)
+
+
+@pytest.mark.parametrize("dims,stride,padding,dilation,groups", [
+    (2, 1, 1, 1, 1), (2, 2, 1, 1, 1), (2, 3, 2, 2, 2), (2, 2, 0, 1, 4), (2, 1, "same", 2, 1),
+    (1, 2, 1, 1, 1), (1, 1, 3, 3, 2),
+])
+def test_fanout_count_equals_mask_convolution(dims, stride, padding, dilation, groups):
+    """The fan-out-map count (one matvec) equals convolving events with the nonzero mask."""
+    from trt_nm.simulate import _compile_node
+
+    g = torch.Generator().manual_seed(dims * 100 + groups)
+    cin, cout, k = 4, 8, 3
+    w = torch.randn(cout, cin // groups, *([k] * dims), generator=g)
+    w[torch.rand(w.shape, generator=g) < 0.5] = 0.0  # sparse connectivity
+    w[0] = 0.0  # a dead output channel
+    cls = nir.Conv2d if dims == 2 else nir.Conv1d
+    spatial = (9, 11) if dims == 2 else (13,)
+    node = cls(input_shape=spatial if dims == 2 else spatial[0], weight=w.numpy(), stride=stride, padding=padding,
+               dilation=dilation, groups=groups, bias=np.zeros(cout, np.float32))
+    conv = _compile_node("c", node, torch.float32, torch.device("cpu"), 1e-4, "zero")
+    fn = torch.nn.functional.conv2d if dims == 2 else torch.nn.functional.conv1d
+    mask = (w != 0).float()
+    spikes = (torch.rand(6, cin, *spatial, generator=g) < 0.3).float()
+    events = torch.randint(0, 5, (6, cin, *spatial), generator=g).float()  # pooled event counts
+    for act in (spikes, events):
+        ref = fn(act, mask, None, stride, padding, dilation, groups).flatten(1).sum(1, dtype=torch.float64)
+        assert torch.equal(conv.count(act), ref)
+    assert torch.equal(conv.count(torch.zeros_like(spikes)), torch.zeros(6, dtype=torch.float64))
+
+
+def test_fanout_count_affine_and_float64_fallback():
+    from trt_nm.simulate import _compile_node
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(7, 20, generator=g)
+    w[torch.rand(w.shape, generator=g) < 0.6] = 0.0
+    aff = _compile_node("a", nir.Affine(weight=w.numpy(), bias=np.zeros(7, np.float32)),
+                        torch.float32, torch.device("cpu"), 1e-4, "zero")
+    act = (torch.rand(5, 20, generator=g) < 0.5).float()
+    ref = (act.double() @ (w != 0).double().T).sum(1)
+    assert torch.equal(aff.count(act), ref)
+    # counts beyond float32's exact integer range fall back to float64 and stay exact
+    big = torch.full((2, 20), 2.0**22)
+    assert torch.equal(aff.count(big), (big.double() @ (w != 0).double().T).sum(1))

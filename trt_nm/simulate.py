@@ -26,8 +26,15 @@ Counting rule (NeuroBench names): every spike of a neuron costs one accumulate (
 nonzero synapse it reaches (its fan-out), following stateless pooling/reshape nodes to the next
 weighted node. Inputs that are not binary events (the dense first layer, or a layer fed by a
 non-spiking node) cost one multiply-accumulate (MAC) per nonzero input x nonzero weight
-product ("effective MACs"). Counts are exact, computed by running each weighted node once more
-with its weights replaced by their nonzero mask and its input by its event count.
+product ("effective MACs"). Counts are exact integers, computed from a per-layer fan-out map:
+``fanout[i]`` = number of nonzero weights leaving input position ``i`` (for convolutions it
+depends on borders, stride, padding, dilation and groups; it is computed once per layer and
+input shape as the gradient of ``sum(conv(x, mask))`` with respect to ``x`` in float64), so a
+layer's count per sample is ``events.flatten(1) @ fanout`` -- one matrix-vector product.
+
+Speed: when every timestep carries the same frame (direct coding of static images), the stateless
+nodes before the first neuron run once on ``[B, ...]`` and their output is reused for every step;
+the results are bit-identical to running them on ``[T*B, ...]``.
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ SUPPORTED_NODES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "AvgPool2d",
     "SumPool2d", "Flatten", "Threshold", "LIF", "IF", "LI", "I", "CubaLIF", "CubaLI",
 )
+#: float32 holds every integer below this exactly
+_F32_EXACT = float(2**24)
+
 SPIKING_NODES = ("LIF", "IF", "CubaLIF", "Threshold")
 STATEFUL_NODES = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI")
 WEIGHTED_NODES = ("Affine", "Linear", "Conv1d", "Conv2d")
@@ -231,6 +241,10 @@ class _Node:
         """Propagate an event-count tensor through a stateless, weight-free node."""
         raise NotImplementedError
 
+    def events_from_output(self, out: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Events after this node when its input ``act`` WAS the event tensor (reuses ``out``)."""
+        return out
+
 
 class _Identity(_Node):
     def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
@@ -240,8 +254,49 @@ class _Identity(_Node):
         return act
 
 
-class _Affine(_Node):
+def _exact_count(act: torch.Tensor, fan: torch.Tensor, fan64: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``sum_i act[n, i] * fan[i]`` as float64 ``[N]``, exact.
+
+    ``act`` holds nonnegative integers (event counts or 0/1 masks) and ``fan`` nonnegative
+    integers, so a float32 product is exact while every partial sum stays below 2**24; all
+    partial sums are at most the total, so a total below 2**24 proves it. Otherwise the
+    product is redone in float64.
+    """
+    a = act.reshape(act.shape[0], -1)
+    out = a @ fan if a.dtype == fan.dtype else a.to(fan.dtype) @ fan
+    if out.numel() and float(out.max()) < _F32_EXACT:
+        return out.double()
+    return a.double() @ fan64
+
+
+class _Weighted(_Node):
+    """Shared counting for Affine/Linear/Conv: a cached fan-out map per input shape."""
+
     weighted = True
+    weight: torch.Tensor
+    mask: torch.Tensor
+
+    def _fanout64(self, shape: tuple[int, ...]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fanout(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nonzero weights leaving each input position of a sample of ``shape``, flattened:
+        ``(compute-dtype vector, float64 vector)``, both ``[prod(shape)]``."""
+        cache = self.__dict__.setdefault("_fan_cache", {})
+        if shape not in cache:
+            with torch.inference_mode(False), torch.enable_grad():
+                f64 = self._fanout64(shape).detach().reshape(-1)
+            f64 = f64.to(self.weight.device)
+            cache[shape] = (f64.to(self.weight.dtype), f64)
+        return cache[shape]
+
+    def count(self, act: torch.Tensor) -> torch.Tensor:
+        """Synaptic operations per sample ``[N]`` (float64) for event counts ``act [N, ...]``."""
+        fan, fan64 = self.fanout(tuple(act.shape[1:]))
+        return _exact_count(act, fan, fan64)
+
+
+class _Affine(_Weighted):
 
     def __init__(self, name, node, dtype, device, bias: bool) -> None:
         super().__init__(name, node)
@@ -253,16 +308,19 @@ class _Affine(_Node):
         self.mask = (w != 0).to(dtype).to(device)
         self.bias = _arr(node.bias).to(dtype).to(device) if bias else None
         self.fan_in = int(w.shape[1])
+        self._mask64 = (w != 0).double()
 
     def run(self, x, T):
         return F.linear(x, self.weight, self.bias)
 
-    def count(self, act: torch.Tensor) -> torch.Tensor:
-        return F.linear(act, self.mask).flatten(1).sum(1, dtype=torch.float64)
+    def _fanout64(self, shape):
+        fan = self._mask64.sum(0)  # [in]
+        if len(shape) == 1:
+            return fan
+        return fan.expand(*shape[:-1], fan.shape[0]).clone()  # Linear over the last dim
 
 
-class _Conv(_Node):
-    weighted = True
+class _Conv(_Weighted):
 
     def __init__(self, name, node, dtype, device, dims: int) -> None:
         super().__init__(name, node)
@@ -287,13 +345,17 @@ class _Conv(_Node):
         self.groups = int(node.groups)
         self.fan_in = int(w[0].numel())
         self.fn = F.conv2d if dims == 2 else F.conv1d
+        self._mask64 = (w != 0).double()
 
     def run(self, x, T):
         return self.fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def count(self, act: torch.Tensor) -> torch.Tensor:
-        y = self.fn(act, self.mask, None, self.stride, self.padding, self.dilation, self.groups)
-        return y.flatten(1).sum(1, dtype=torch.float64)
+    def _fanout64(self, shape):
+        # d/dx sum(conv(x, mask)) = how many nonzero weights read each input position
+        x = torch.zeros(1, *shape, dtype=torch.float64, requires_grad=True)
+        y = self.fn(x, self._mask64.clone(), None, self.stride, self.padding, self.dilation, self.groups)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        return grad[0]
 
 
 class _Pool(_Node):
@@ -317,7 +379,12 @@ class _Pool(_Node):
         return F.avg_pool2d(x, self.k, self.stride, self.padding, count_include_pad=True)
 
     def events(self, act):
-        return self._sum(act).round()
+        return F.avg_pool2d(act, self.k, self.stride, self.padding, count_include_pad=True,
+                            divisor_override=1)  # exact integer window sums
+
+    def events_from_output(self, out, act):
+        """Event counts when this node's input WAS the event tensor: reuse the pooled output."""
+        return out.round() if self.summed else (out * self.area).round()
 
 
 class _Flatten(_Node):
@@ -358,6 +425,9 @@ class _Scale(_Node):
 
     def events(self, act):
         return act
+
+    def events_from_output(self, out, act):
+        return act  # a Scale changes values, not events
 
 
 class _Threshold(_Node):
@@ -409,41 +479,64 @@ class _Neuron(_Node):
             vr = getattr(node, "v_reset", None)
             self.v_reset = c(_arr(0.0 if vr is None else vr).expand_as(_arr(node.v_threshold)).clone())
 
-    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        xs = x.reshape(T, -1, *x.shape[1:])
-        v = torch.zeros_like(xs[0])
+    def run(self, x: torch.Tensor, T: int, static: bool = False) -> torch.Tensor:
+        """``x [T*B, ...]`` (or ``[B, ...]`` repeated at every step when ``static``) -> ``[T*B, ...]``.
+
+        The update is written with in-place ops into preallocated buffers; every value is
+        rounded exactly as in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
+        """
+        shape = tuple(x.shape[1:])
+        B = x.shape[0] if static else x.shape[0] // T
+        xs = None if static else x.reshape(T, B, *shape)
+        out = torch.empty((T, B, *shape), dtype=x.dtype, device=x.device)
+        v = torch.zeros((B, *shape), dtype=x.dtype, device=x.device)
         decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
         cuba = self.kind.startswith("Cuba")
         if cuba:
             i_syn = torch.zeros_like(v)
             sdec, sin = self.syn_decay.shaped(v), self.syn_in.shaped(v)
         unit_scale = self.in_scale.is_(1.0)
+        unit_decay = self.decay.is_(1.0)
         no_leak = self.leak.is_(0.0)
         if self.spiking:
             thr, vr = self.thr.shaped(v), self.v_reset.shaped(v)
             zero_reset = self.v_reset.is_(0.0)
-        out = torch.empty_like(xs)
+            h = torch.empty_like(v)
+            fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        scaled = None
+        if static and not cuba and not unit_scale:
+            scaled = scale * x  # the same scaled input at every step
         for t in range(T):
-            inp = xs[t]
+            inp = x if static else xs[t]  # type: ignore[index]
             if cuba:
                 i_syn = sdec * i_syn + sin * inp
                 inp = i_syn
-            h = decay * v + (inp if unit_scale else scale * inp)
-            if not no_leak:
-                h = h + leak
-            if not self.spiking:
-                v = h
-                out[t] = h
-                continue
-            s = (h > thr).to(h.dtype)
-            if self.reset == "subtract":
-                v = h - s * thr
-            elif zero_reset:
-                v = h * (1.0 - s)
+            if scaled is not None:
+                inp = scaled
+            elif not unit_scale:
+                inp = scale * inp
+            # h = decay * v + inp (+ leak); decay == 1 multiplies exactly, so it is skipped
+            dst = h if self.spiking else out[t]
+            if unit_decay:
+                torch.add(v, inp, out=dst)
             else:
-                v = h * (1.0 - s) + vr * s
-            out[t] = s
-        return out.reshape(x.shape)
+                torch.mul(v, decay, out=dst)
+                dst.add_(inp)
+            if not no_leak:
+                dst.add_(leak)
+            if not self.spiking:
+                v = dst
+                continue
+            torch.gt(h, thr, out=fired)
+            out[t].copy_(fired)
+            if self.reset == "subtract":
+                h.sub_(out[t] * thr)
+            elif zero_reset:
+                h.masked_fill_(fired, 0.0)
+            else:
+                h = torch.where(fired, vr, h)
+            v, h = h, v
+        return out.reshape(T * B, *shape)
 
 
 # --------------------------------------------------------------------------- graph compile
@@ -620,13 +713,36 @@ class Simulator:
                     f"input shape {list(x.shape[2:])} does not match the graph's input "
                     f"{list(self.input_shape)} (expected [T, B, {', '.join(map(str, self.input_shape))}])"
                 )
-        flat = x.to(self.device, self.dtype).reshape(T * B, *x.shape[2:])
+        xd = x.to(self.device, self.dtype)
+        # direct coding (the same frame at every step): stateless nodes before the first neuron
+        # run once on [B, ...]; a "static" value stands for itself repeated at every timestep
+        static_in = T > 1 and all(torch.equal(xd[t], xd[0]) for t in range(1, T))
         values: dict[str, torch.Tensor] = {}
         acts: dict[str, torch.Tensor | None] = {}
+        static: dict[str, bool] = {}
         remaining = {n: 0 for n in self.order}
         for n in self.order:
             for p in self.preds[n]:
                 remaining[p] += 1
+
+        def per_step(t: torch.Tensor, is_static: bool) -> torch.Tensor:
+            """``[T*B, ...]`` of a value (a static ``[B, ...]`` value is repeated T times)."""
+            if not is_static:
+                return t
+            return t.unsqueeze(0).expand(T, *t.shape).reshape(T * t.shape[0], *t.shape[1:])
+
+        def plus(a: torch.Tensor, a_st: bool, b: torch.Tensor, b_st: bool) -> torch.Tensor:
+            if a_st == b_st:
+                return a + b
+            if a_st:  # broadcasting adds the same values as a materialised repeat
+                return (a.unsqueeze(0) + b.reshape(T, B, *b.shape[1:])).reshape(b.shape)
+            return (a.reshape(T, B, *a.shape[1:]) + b.unsqueeze(0)).reshape(a.shape)
+
+        def per_sample_step(c: torch.Tensor, is_static: bool) -> torch.Tensor:
+            """Per-sample counts ``[N]`` -> float64 ``[T, B]`` on the CPU."""
+            c = c.double().cpu()
+            return c.expand(T, B).clone() if is_static else c.reshape(T, B)
+
         spikes: dict[str, torch.Tensor] = {}
         synops: dict[str, torch.Tensor] = {}
         trains: dict[str, torch.Tensor] = {}
@@ -634,24 +750,31 @@ class Simulator:
         for name in self.order:
             node = self.nodes[name]
             if name == self.input_name:
-                inp = flat
+                st = static_in
+                inp = xd[0] if st else xd.reshape(T * B, *xd.shape[2:])
                 act: torch.Tensor | None = None
-                if count_ops and bool(((flat == 0) | (flat == 1)).all()):
-                    act = flat  # binary event input: the first layer costs ACs
+                if count_ops and bool(((inp == 0) | (inp == 1)).all()):
+                    act = inp  # binary event input: the first layer costs ACs
             else:
                 ps = self.preds[name]
-                inp = values[ps[0]]
+                inp, st = values[ps[0]], static[ps[0]]
                 act = acts.get(ps[0])
+                act_is_inp = act is inp
                 for p in ps[1:]:
-                    inp = inp + values[p]
                     a2 = acts.get(p)
-                    act = None if act is None or a2 is None else act + a2
+                    act_is_inp = act_is_inp and a2 is values[p]
+                    act = None if act is None or a2 is None else plus(act, st, a2, static[p])
+                    inp = plus(inp, st, values[p], static[p])
+                    st = st and static[p]
+                if act_is_inp:
+                    act = inp  # the summed events are the summed values
                 for p in ps:  # free intermediate values as soon as nobody needs them
                     remaining[p] -= 1
                     if remaining[p] == 0 and p != self.output_name:
                         values.pop(p, None)
                         acts.pop(p, None)
             stats = LayerStats(name, node.kind)
+            out_act = None
             if node.weighted:
                 out = node.run(inp, T)
                 w = node.weight
@@ -665,25 +788,29 @@ class Simulator:
                         ops = node.count(act)
                     else:
                         stats.op_kind = "MAC"
-                        ops = node.count((inp != 0).to(self.dtype))
-                    synops[name] = ops.reshape(T, B).cpu()
-                out_act = None
-            elif node.stateful or node.spiking:
-                out = node.run(inp, T)
-                stats.neurons = int(out[0].numel())
-                out_act = out if node.spiking else None
-                if node.spiking:
-                    spikes[name] = out.reshape(T, B, -1).sum(2, dtype=torch.float64).cpu()
-                    if record:
-                        trains[name] = out.reshape(T, B, *out.shape[1:]).cpu()
+                        ops = node.count(inp != 0)
+                    synops[name] = per_sample_step(ops, st)
+            elif node.stateful:
+                out = node.run(inp, T, static=st)
+                st = False
             else:
                 out = node.run(inp, T)
-                stats.neurons = int(out[0].numel())
-                out_act = node.events(act) if (act is not None and count_ops) else None
+                if act is not None and count_ops and not node.spiking:
+                    out_act = node.events_from_output(out, act) if act is inp else node.events(act)
+            if node.spiking:
+                n_per = int(out[0].numel())
+                acc = torch.float64 if n_per >= _F32_EXACT else out.dtype  # exact integer sums
+                spikes[name] = per_sample_step(out.reshape(out.shape[0], -1).sum(1, dtype=acc), st)
+                out_act = out
+                if record:
+                    trains[name] = per_step(out, st).reshape(T, B, *out.shape[1:]).cpu()
+            stats.neurons = int(out[0].numel())
             values[name] = out
             acts[name] = out_act
+            static[name] = st
             layers[name] = stats
-        logits = values[self.output_name].reshape(T, B, *values[self.output_name].shape[1:])
+        final = per_step(values[self.output_name], static[self.output_name])
+        logits = final.reshape(T, B, *final.shape[1:])
         steps = torch.arange(1, T + 1, device=logits.device, dtype=logits.dtype)
         cum = logits.cumsum(0) / steps.view(-1, *([1] * (logits.dim() - 1)))
         return SimResult(
