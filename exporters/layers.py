@@ -17,7 +17,6 @@ Counting rules (used by every target's check and resource estimate):
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,25 +146,14 @@ def graph_reset(graph) -> str:
 
 
 def topological_order(graph) -> list[str]:
-    """Node names in an order where every edge goes forward; cycles raise ConfigError."""
-    names = list(graph.nodes)
-    indeg = {n: 0 for n in names}
-    succ: dict[str, list[str]] = defaultdict(list)
+    """Node names in an order where every edge goes forward; bad edges and cycles raise ConfigError."""
+    from trt_nm.nir_validate import topological_order as order_of
+
     for a, b in graph.edges:
-        if a not in indeg or b not in indeg:
+        if a not in graph.nodes or b not in graph.nodes:
             raise ConfigError(f"graph edge {a!r} -> {b!r} names a missing node")
-        succ[a].append(b)
-        indeg[b] += 1
-    ready = [n for n in names if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) != len(names):
+    order = order_of(graph)
+    if order is None:
         raise ConfigError("graph has a cycle (recurrent graphs are not supported by the target checks)")
     return order
 
