@@ -6,32 +6,28 @@ lives in its own module (``loihi2``, ``spinnaker2``, ``speck``, ``xylo``, ``gene
 
 from __future__ import annotations
 
-from trt_nm.errors import unknown_name
+from trt_nm.registry import Registry
 
 from .base import Exporter, ExportResult, TargetViolation
 from .check import CheckReport, ResourceEstimate, Violation, check_graph
 from .profile import TargetProfile
 
-_REGISTRY: dict[str, Exporter] = {}
+_REGISTRY: Registry[Exporter] = Registry("target")
 
 
 def register_exporter(exporter: Exporter) -> Exporter:
     """Register a target instance under ``exporter.profile.name``."""
-    _REGISTRY[exporter.profile.name] = exporter
-    return exporter
+    return _REGISTRY.register(exporter.profile.name, exporter)
 
 
 def list_exporters() -> list[str]:
     """Registered target names."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_exporter(name: str) -> Exporter:
     """The exporter of target ``name``; unknown names raise with the valid list."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("target", name, list(_REGISTRY)) from None
+    return _REGISTRY.get(name)
 
 
 # importing the target modules registers them

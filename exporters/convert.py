@@ -17,31 +17,32 @@ from collections.abc import Callable
 import nir
 import numpy as np
 
-from trt_nm.errors import ConfigError, unknown_name
+from trt_nm.errors import ConfigError
+from trt_nm.registry import Registry
 
 from .layers import graph_dt, node_kind
 
 Conversion = Callable[[nir.NIRGraph], nir.NIRGraph]
-_CONVERSIONS: dict[str, Conversion] = {}
+_CONVERSIONS: Registry[Conversion] = Registry("conversion")
 
 
 def register_conversion(name: str) -> Callable[[Conversion], Conversion]:
+    """Decorator registering a graph conversion under ``name``."""
+
     def deco(fn: Conversion) -> Conversion:
-        _CONVERSIONS[name] = fn
-        return fn
+        return _CONVERSIONS.register(name, fn)
 
     return deco
 
 
 def list_conversions() -> list[str]:
-    return sorted(_CONVERSIONS)
+    """Registered conversion names."""
+    return _CONVERSIONS.names()
 
 
 def get_conversion(name: str) -> Conversion:
-    try:
-        return _CONVERSIONS[name]
-    except KeyError:
-        raise unknown_name("conversion", name, list(_CONVERSIONS)) from None
+    """The conversion called ``name``; unknown names list the valid ones."""
+    return _CONVERSIONS.get(name)
 
 
 def copy_graph(graph: nir.NIRGraph, nodes: dict | None = None, metadata: dict | None = None) -> nir.NIRGraph:

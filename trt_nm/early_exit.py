@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError
+from .registry import Registry
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,24 +61,22 @@ class RuleKind:
     unit: str
 
 
-_RULES: dict[str, RuleKind] = {}
+_RULES: Registry[RuleKind] = Registry("exit rule")
 
 
 def register_exit_rule(name: str, score: ScoreFn, higher_exits: bool, unit: str) -> None:
     """Add an exit rule kind ``name`` (``score(cum [T,B,C]) -> [T,B]``)."""
-    _RULES[name] = RuleKind(name, score, higher_exits, unit)
+    _RULES.register(name, RuleKind(name, score, higher_exits, unit))
 
 
 def list_exit_rules() -> list[str]:
     """Registered exit rule kinds."""
-    return sorted(_RULES)
+    return _RULES.names()
 
 
 def get_exit_rule(name: str) -> RuleKind:
-    try:
-        return _RULES[name]
-    except KeyError:
-        raise unknown_name("exit rule", name, list(_RULES)) from None
+    """The rule kind called ``name``; unknown names list the valid ones."""
+    return _RULES.get(name)
 
 
 register_exit_rule("confidence", confidence_score, True, "max softmax probability")

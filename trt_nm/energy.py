@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError
+from .registry import Registry
 from .simulate import SimResult
 
 COUNTING_RULE = (
@@ -78,26 +79,22 @@ class EnergyProfile:
         return asdict(self)
 
 
-_PROFILES: dict[str, EnergyProfile] = {}
+_PROFILES: Registry[EnergyProfile] = Registry("energy profile")
 
 
 def register_energy_profile(profile: EnergyProfile) -> EnergyProfile:
     """Add (or replace) a profile under ``profile.name``."""
-    _PROFILES[profile.name] = profile
-    return profile
+    return _PROFILES.register(profile.name, profile)
 
 
 def list_energy_profiles() -> list[str]:
     """Registered energy profile names."""
-    return sorted(_PROFILES)
+    return _PROFILES.names()
 
 
 def get_energy_profile(name: str) -> EnergyProfile:
     """The profile called ``name``; unknown names list the valid ones."""
-    try:
-        return _PROFILES[name]
-    except KeyError:
-        raise unknown_name("energy profile", name, list(_PROFILES)) from None
+    return _PROFILES.get(name)
 
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014:

@@ -20,8 +20,9 @@ from torch import nn
 
 from .backends import get_backend
 from .config import NeuronConfig
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError
 from .neuron import SpikingNeuron
+from .registry import Registry
 
 
 class SpikingSequential(nn.Sequential):
@@ -157,14 +158,14 @@ class ModelEntry:
     description: str
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, default_input_size: tuple[int, int], description: str):
     """Decorator registering ``builder(in_channels, num_classes, input_size, neuron, **kw)``."""
 
     def deco(fn: Callable[..., SpikingSequential]) -> Callable[..., SpikingSequential]:
-        _REGISTRY[name] = ModelEntry(name, fn, default_input_size, description)
+        _REGISTRY.register(name, ModelEntry(name, fn, default_input_size, description))
         return fn
 
     return deco
@@ -172,14 +173,12 @@ def register_model(name: str, default_input_size: tuple[int, int], description: 
 
 def list_models() -> list[str]:
     """Registered architecture names."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("model", name, list(_REGISTRY)) from None
+    """The registered architecture ``name``; unknown names list the valid ones."""
+    return _REGISTRY.get(name)
 
 
 def _conv_bn_lif(cin: int, cout: int, neuron: Callable[[], SpikingNeuron]) -> list[nn.Module]:

@@ -54,6 +54,14 @@ SUPPORTED_NODES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "AvgPool2d",
     "SumPool2d", "Flatten", "Threshold", "LIF", "IF", "LI", "I", "CubaLIF", "CubaLI",
 )
+#: default cache budget of one chunk (bytes of its largest node value), see Simulator.plan_chunks
+DEFAULT_CHUNK_BYTES = 2 * 2**20
+#: default most pieces a batch is split into when one step of it exceeds the budget
+DEFAULT_BATCH_SPLIT = 1
+#: fewest merged rows (steps x samples) in a chunk: torch's CPU convolution picks its algorithm
+#: by batch size (below 16 rows, e.g. 1x1 kernels single-threaded or a batch of 1, it may take a
+#: different kernel with different float rounding), so smaller chunks could change the last bit
+MIN_CHUNK_ROWS = 16
 #: float32 holds every integer below this exactly
 _F32_EXACT = float(2**24)
 
@@ -479,21 +487,31 @@ class _Neuron(_Node):
             vr = getattr(node, "v_reset", None)
             self.v_reset = c(_arr(0.0 if vr is None else vr).expand_as(_arr(node.v_threshold)).clone())
 
-    def run(self, x: torch.Tensor, T: int, static: bool = False) -> torch.Tensor:
-        """``x [T*B, ...]`` (or ``[B, ...]`` repeated at every step when ``static``) -> ``[T*B, ...]``.
+    def run(
+        self, x: torch.Tensor, T: int, static: bool = False,
+        state: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None]]:
+        """``x [T*B, ...]`` (or ``[B, ...]`` repeated at every step when ``static``) ->
+        ``(out [T*B, ...], state)``.
 
-        The update is written with in-place ops into preallocated buffers; every value is
-        rounded exactly as in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
+        ``state = (v, i_syn)`` (``[B, ...]`` each; ``i_syn`` only for Cuba nodes) is the state
+        before the first of these T steps (None: zeros) and is returned after the last one, so
+        consecutive chunks of timesteps continue the same trajectory bit for bit. The update is
+        written with in-place ops into preallocated buffers; every value is rounded exactly as
+        in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
         """
         shape = tuple(x.shape[1:])
         B = x.shape[0] if static else x.shape[0] // T
         xs = None if static else x.reshape(T, B, *shape)
         out = torch.empty((T, B, *shape), dtype=x.dtype, device=x.device)
-        v = torch.zeros((B, *shape), dtype=x.dtype, device=x.device)
-        decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
         cuba = self.kind.startswith("Cuba")
+        if state is None:
+            v = torch.zeros((B, *shape), dtype=x.dtype, device=x.device)
+            i_syn = torch.zeros_like(v) if cuba else None
+        else:
+            v, i_syn = state
+        decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
         if cuba:
-            i_syn = torch.zeros_like(v)
             sdec, sin = self.syn_decay.shaped(v), self.syn_in.shaped(v)
         unit_scale = self.in_scale.is_(1.0)
         unit_decay = self.decay.is_(1.0)
@@ -536,7 +554,7 @@ class _Neuron(_Node):
             else:
                 h = torch.where(fired, vr, h)
             v, h = h, v
-        return out.reshape(T * B, *shape)
+        return out.reshape(T * B, *shape), (v, i_syn)
 
 
 # --------------------------------------------------------------------------- graph compile
@@ -640,6 +658,13 @@ class Simulator:
             and the graph has stateful nodes).
         device: torch device for the computation (default CPU).
         dtype: "float32" (default) or "float64".
+        chunk_bytes: cache budget for chunked execution on the CPU (bytes of the largest node
+            value of one chunk, see :meth:`plan_chunks`); None runs the whole input at once.
+        batch_split: the most pieces the automatic plan splits a batch into when one timestep
+            of the whole batch exceeds ``chunk_bytes`` (default 1: never split the batch; splitting
+            measured no faster). Results are bit-identical to unchunked runs for every chunking
+            of timesteps; splitting the batch (here or with ``chunk_batch``) is bit-identical
+            only while the pieces keep >= 16 samples (see :data:`MIN_CHUNK_ROWS`).
     """
 
     def __init__(
@@ -649,7 +674,15 @@ class Simulator:
         dt: float | None = None,
         device: str | torch.device | None = None,
         dtype: str = "float32",
+        chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
+        batch_split: int = DEFAULT_BATCH_SPLIT,
     ) -> None:
+        if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1):
+            raise ConfigError(f"chunk_bytes must be a positive integer or None, got {chunk_bytes!r}")
+        if isinstance(batch_split, bool) or not isinstance(batch_split, int) or batch_split < 1:
+            raise ConfigError(f"batch_split must be a positive integer, got {batch_split!r}")
+        self.chunk_bytes = chunk_bytes
+        self.batch_split = batch_split
         nodes = getattr(graph, "nodes", None)
         edges = getattr(graph, "edges", None)
         if not isinstance(nodes, Mapping) or edges is None:
@@ -691,14 +724,77 @@ class Simulator:
     def weighted_layers(self) -> list[str]:
         return [n for n in self.order if self.nodes[n].weighted]
 
+    def _peak_elements(self, sample_shape: tuple[int, ...]) -> int:
+        """Largest value of any node for ONE sample at ONE timestep (elements), for an input of
+        ``sample_shape``; found once per input shape by simulating one zero sample for one step."""
+        cache = self.__dict__.setdefault("_peak_cache", {})
+        if sample_shape not in cache:
+            probe = torch.zeros(1, 1, *sample_shape, dtype=self.dtype, device=self.device)
+            sizes: list[int] = []
+            self._run_chunk(probe, False, {}, {}, count_ops=False, record=False, sizes=sizes)
+            cache[sample_shape] = max(sizes)
+        return cache[sample_shape]
+
+    def plan_chunks(
+        self, x: torch.Tensor, chunk_steps: int | None = None, chunk_batch: int | None = None
+    ) -> tuple[int, int]:
+        """``(steps, samples)`` per chunk for input ``x [T, B, ...]``.
+
+        Explicit ``chunk_steps`` / ``chunk_batch`` win (chunks of steps are still widened to at
+        least :data:`MIN_CHUNK_ROWS` rows). Otherwise, on the CPU, the chunk is sized
+        so that the largest node value of a chunk (``steps x samples x`` the largest per-sample,
+        per-step activation) stays within ``self.chunk_bytes``: as many whole batches of steps as
+        fit (at least one step); when even one step of the whole batch exceeds the budget the
+        batch is split too (at most ``batch_split`` ways). On other devices, and with
+        ``chunk_bytes=None``, the whole input is one chunk.
+        """
+        key = (tuple(x.shape), chunk_steps, chunk_batch)
+        plans = self.__dict__.setdefault("_plan_cache", {})
+        if key not in plans:
+            plans[key] = self._plan(x, chunk_steps, chunk_batch)
+        return plans[key]
+
+    def _plan(self, x: torch.Tensor, chunk_steps: int | None, chunk_batch: int | None) -> tuple[int, int]:
+        T, B = int(x.shape[0]), int(x.shape[1])
+        for name, val in (("chunk_steps", chunk_steps), ("chunk_batch", chunk_batch)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {val!r}")
+        if self.chunk_bytes is None or self.device.type != "cpu" or (
+            chunk_steps is not None and chunk_batch is not None
+        ):
+            return min(chunk_steps or T, T), min(chunk_batch or B, B)
+        row = self._peak_elements(tuple(x.shape[2:])) * torch.finfo(self.dtype).bits // 8
+        if chunk_batch is None:
+            if B * row > self.chunk_bytes and self.batch_split > 1:
+                per = max(1, self.chunk_bytes // row)  # samples that fit
+                chunk_batch = max(per, math.ceil(B / self.batch_split))
+            else:
+                chunk_batch = B
+        if chunk_steps is None:
+            chunk_steps = max(1, self.chunk_bytes // (min(chunk_batch, B) * row))
+        return min(chunk_steps, T), min(chunk_batch, B)
+
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, *, count_ops: bool = True, record: bool = False) -> SimResult:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        *,
+        count_ops: bool = True,
+        record: bool = False,
+        chunk_steps: int | None = None,
+        chunk_batch: int | None = None,
+    ) -> SimResult:
         """Simulate ``x [T, B, *input_shape]``; see :class:`SimResult`.
 
         Args:
             x: time-major input (any float/bool/int dtype; converted to the compute dtype).
             count_ops: count synaptic operations (costs one extra pass per weighted node).
             record: keep every spiking node's full spike train in ``spike_trains``.
+            chunk_steps: timesteps per chunk (default: automatic, see :meth:`plan_chunks`).
+            chunk_batch: samples per chunk (default: automatic).
+
+        The result does not depend on how the timesteps are chunked (bit-identical); with
+        ``chunk_batch`` below 16 the convolution algorithm, hence the last bit, may change.
         """
         if not isinstance(x, torch.Tensor) or x.dim() < 2:
             raise ConfigError("simulate expects a time-major tensor [T, B, ...]")
@@ -717,6 +813,50 @@ class Simulator:
         # direct coding (the same frame at every step): stateless nodes before the first neuron
         # run once on [B, ...]; a "static" value stands for itself repeated at every timestep
         static_in = T > 1 and all(torch.equal(xd[t], xd[0]) for t in range(1, T))
+        ct, cb = self.plan_chunks(xd, chunk_steps, chunk_batch)
+        batch_parts = []
+        for b0 in range(0, B, cb):
+            xb = xd[:, b0:b0 + cb] if cb < B else xd
+            state: dict[str, Any] = {}  # neuron states carried from one chunk of steps to the next
+            cache: dict[str, Any] = {}  # static (time-invariant) node results, computed once
+            time_parts = [
+                self._run_chunk(xb[t0:t1], static_in, state, cache, count_ops=count_ops, record=record)
+                for t0, t1 in _time_chunks(T, ct, int(xb.shape[1]))
+            ]
+            batch_parts.append(_join(time_parts, 0))
+        logits, spikes, synops, trains, layers = _join(batch_parts, 1)
+        steps = torch.arange(1, T + 1, device=logits.device, dtype=logits.dtype)
+        cum = logits.cumsum(0) / steps.view(-1, *([1] * (logits.dim() - 1)))
+        return SimResult(
+            logits=logits,
+            cum_logits=cum,
+            spikes=spikes,
+            synops=synops,
+            layers=layers,
+            spike_trains=trains,
+            dt=float(self.dt) if self.dt is not None else float("nan"),
+            reset=self.reset,
+        )
+
+    def _run_chunk(
+        self,
+        xd: torch.Tensor,
+        static_in: bool,
+        state: dict[str, Any],
+        cache: dict[str, Any],
+        *,
+        count_ops: bool,
+        record: bool,
+        sizes: list[int] | None = None,
+    ) -> tuple:
+        """Run the whole graph on the consecutive timesteps ``xd [Tc, B, ...]``.
+
+        ``state`` holds the neuron states before these steps and is updated in place; ``cache``
+        keeps the results of static nodes (time-invariant values, see ``static_in``) so later
+        chunks reuse them. ``sizes`` (when given) collects each node's per-sample, per-step
+        element count. Returns ``(logits [Tc, B, C], spikes, synops, trains, layers)``.
+        """
+        T, B = int(xd.shape[0]), int(xd.shape[1])
         values: dict[str, torch.Tensor] = {}
         acts: dict[str, torch.Tensor | None] = {}
         static: dict[str, bool] = {}
@@ -749,80 +889,117 @@ class Simulator:
         layers: dict[str, LayerStats] = {}
         for name in self.order:
             node = self.nodes[name]
-            if name == self.input_name:
-                st = static_in
-                inp = xd[0] if st else xd.reshape(T * B, *xd.shape[2:])
-                act: torch.Tensor | None = None
-                if count_ops and bool(((inp == 0) | (inp == 1)).all()):
-                    act = inp  # binary event input: the first layer costs ACs
+            ps = self.preds[name]
+            st = static_in if name == self.input_name else all(static[p] for p in ps)
+            hit = cache.get(name) if st and not node.stateful else None
+            if hit is not None:  # a static node: the same result in every chunk
+                out, out_act, stats, ops, spk = hit
+                if ops is not None:
+                    synops[name] = per_sample_step(ops, True)
             else:
-                ps = self.preds[name]
-                inp, st = values[ps[0]], static[ps[0]]
-                act = acts.get(ps[0])
-                act_is_inp = act is inp
-                for p in ps[1:]:
-                    a2 = acts.get(p)
-                    act_is_inp = act_is_inp and a2 is values[p]
-                    act = None if act is None or a2 is None else plus(act, st, a2, static[p])
-                    inp = plus(inp, st, values[p], static[p])
-                    st = st and static[p]
-                if act_is_inp:
-                    act = inp  # the summed events are the summed values
-                for p in ps:  # free intermediate values as soon as nobody needs them
-                    remaining[p] -= 1
-                    if remaining[p] == 0 and p != self.output_name:
-                        values.pop(p, None)
-                        acts.pop(p, None)
-            stats = LayerStats(name, node.kind)
-            out_act = None
-            if node.weighted:
-                out = node.run(inp, T)
-                w = node.weight
-                stats.weights = int(w.numel())
-                stats.nonzero_weights = int(node.mask.sum())
-                stats.neurons = int(out[0].numel())
-                stats.dense_macs = stats.neurons * node.fan_in
-                if count_ops:
-                    if act is not None:
-                        stats.op_kind = "AC"
-                        ops = node.count(act)
-                    else:
-                        stats.op_kind = "MAC"
-                        ops = node.count(inp != 0)
+                out, out_act, stats, ops, spk, st = self._run_node(
+                    name, node, xd, st, values, acts, static, state, count_ops, plus
+                )
+                if st and not node.stateful:
+                    cache[name] = (out, out_act, stats, ops, spk)
+                if ops is not None:
                     synops[name] = per_sample_step(ops, st)
-            elif node.stateful:
-                out = node.run(inp, T, static=st)
-                st = False
-            else:
-                out = node.run(inp, T)
-                if act is not None and count_ops and not node.spiking:
-                    out_act = node.events_from_output(out, act) if act is inp else node.events(act)
-            if node.spiking:
-                n_per = int(out[0].numel())
-                acc = torch.float64 if n_per >= _F32_EXACT else out.dtype  # exact integer sums
-                spikes[name] = per_sample_step(out.reshape(out.shape[0], -1).sum(1, dtype=acc), st)
-                out_act = out
+            for p in ps:  # free intermediate values as soon as nobody needs them
+                remaining[p] -= 1
+                if remaining[p] == 0 and p != self.output_name:
+                    values.pop(p, None)
+                    acts.pop(p, None)
+            if spk is not None:
+                spikes[name] = per_sample_step(spk, st)
                 if record:
                     trains[name] = per_step(out, st).reshape(T, B, *out.shape[1:]).cpu()
-            stats.neurons = int(out[0].numel())
+            if sizes is not None:
+                sizes.append(int(out[0].numel()))
             values[name] = out
             acts[name] = out_act
             static[name] = st
             layers[name] = stats
         final = per_step(values[self.output_name], static[self.output_name])
         logits = final.reshape(T, B, *final.shape[1:])
-        steps = torch.arange(1, T + 1, device=logits.device, dtype=logits.dtype)
-        cum = logits.cumsum(0) / steps.view(-1, *([1] * (logits.dim() - 1)))
-        return SimResult(
-            logits=logits,
-            cum_logits=cum,
-            spikes=spikes,
-            synops=synops,
-            layers=layers,
-            spike_trains=trains,
-            dt=float(self.dt) if self.dt is not None else float("nan"),
-            reset=self.reset,
-        )
+        return logits, spikes, synops, trains, layers
+
+    def _run_node(self, name, node, xd, st, values, acts, static, state, count_ops, plus) -> tuple:
+        """One node on one chunk: ``(out, out_act, stats, ops, spikes, static)``; ``ops`` and
+        ``spikes`` are per-row counts (rows = samples x steps, or samples when static)."""
+        T, B = int(xd.shape[0]), int(xd.shape[1])
+        if name == self.input_name:
+            inp = xd[0] if st else xd.reshape(T * B, *xd.shape[2:])
+            act: torch.Tensor | None = None
+            if count_ops and bool(((inp == 0) | (inp == 1)).all()):
+                act = inp  # binary event input: the first layer costs ACs
+        else:
+            ps = self.preds[name]
+            inp, st = values[ps[0]], static[ps[0]]
+            act = acts.get(ps[0])
+            act_is_inp = act is inp
+            for p in ps[1:]:
+                a2 = acts.get(p)
+                act_is_inp = act_is_inp and a2 is values[p]
+                act = None if act is None or a2 is None else plus(act, st, a2, static[p])
+                inp = plus(inp, st, values[p], static[p])
+                st = st and static[p]
+            if act_is_inp:
+                act = inp  # the summed events are the summed values
+        stats = LayerStats(name, node.kind)
+        out_act = None
+        ops = None
+        if node.weighted:
+            out = node.run(inp, T)
+            w = node.weight
+            stats.weights = int(w.numel())
+            stats.nonzero_weights = int(node.mask.sum())
+            stats.neurons = int(out[0].numel())
+            stats.dense_macs = stats.neurons * node.fan_in
+            if count_ops:
+                if act is not None:
+                    stats.op_kind = "AC"
+                    ops = node.count(act)
+                else:
+                    stats.op_kind = "MAC"
+                    ops = node.count(inp != 0)
+        elif node.stateful:
+            out, state[name] = node.run(inp, T, static=st, state=state.get(name))
+            st = False
+        else:
+            out = node.run(inp, T)
+            if act is not None and count_ops and not node.spiking:
+                out_act = node.events_from_output(out, act) if act is inp else node.events(act)
+        spk = None
+        if node.spiking:
+            n_per = int(out[0].numel())
+            acc = torch.float64 if n_per >= _F32_EXACT else out.dtype  # exact integer sums
+            spk = out.reshape(out.shape[0], -1).sum(1, dtype=acc)
+            out_act = out
+        stats.neurons = int(out[0].numel())
+        return out, out_act, stats, ops, spk, st
+
+
+def _time_chunks(T: int, steps: int, batch: int) -> list[tuple[int, int]]:
+    """``[(t0, t1), ...]`` covering ``range(T)`` in pieces of ``steps``; a piece with fewer than
+    :data:`MIN_CHUNK_ROWS` rows (``(t1 - t0) * batch``) is merged into its neighbour, so every
+    chunk's stateless nodes run on a batch of >= 16 rows (or on the whole input when smaller)."""
+    steps = max(steps, min(T, math.ceil(MIN_CHUNK_ROWS / batch)))
+    bounds = list(range(0, T, steps)) + [T]
+    if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * batch < MIN_CHUNK_ROWS:
+        del bounds[-2]  # the short tail joins the previous chunk
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _join(parts: list[tuple], dim: int) -> tuple:
+    """Concatenate chunk results ``(logits, spikes, synops, trains, layers)`` along ``dim``
+    (0: consecutive timesteps, 1: consecutive samples); ``layers`` come from the first part."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(i: int) -> dict[str, torch.Tensor]:
+        return {k: torch.cat([p[i][k] for p in parts], dim) for k in parts[0][i]}
+
+    return torch.cat([p[0] for p in parts], dim), cat(1), cat(2), cat(3), parts[0][4]
 
 
 def concat_results(results: list[SimResult]) -> SimResult:

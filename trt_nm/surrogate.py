@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError
+from .registry import Registry
 
 GradFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -40,28 +41,24 @@ class Surrogate:
     formula: str
 
 
-_REGISTRY: dict[str, Surrogate] = {}
+_REGISTRY: Registry[Surrogate] = Registry("surrogate")
 
 
 def register_surrogate(surrogate: Surrogate) -> Surrogate:
     """Add a surrogate to the registry (names are unique)."""
     if surrogate.name in _REGISTRY:
         raise ConfigError(f"surrogate {surrogate.name!r} is already registered")
-    _REGISTRY[surrogate.name] = surrogate
-    return surrogate
+    return _REGISTRY.register(surrogate.name, surrogate)
 
 
 def list_surrogates() -> list[str]:
     """Names of all registered surrogates."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_surrogate(name: str) -> Surrogate:
     """Look a surrogate up by name; unknown names raise with the valid list."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("surrogate", name, list(_REGISTRY)) from None
+    return _REGISTRY.get(name)
 
 
 def _triangle(x: torch.Tensor, g: float) -> torch.Tensor:

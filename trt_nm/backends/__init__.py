@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from ..config import NeuronConfig
-from ..errors import MissingDependencyError, unknown_name
+from ..errors import MissingDependencyError
 from ..neuron import SpikingNeuron
+from ..registry import Registry
 
 
 @runtime_checkable
@@ -33,26 +34,22 @@ class Backend(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Backend] = {}
+_REGISTRY: Registry[Backend] = Registry("backend")
 
 
 def register_backend(backend: Backend) -> Backend:
     """Add a backend to the registry."""
-    _REGISTRY[backend.name] = backend
-    return backend
+    return _REGISTRY.register(backend.name, backend)
 
 
 def list_backends(available_only: bool = False) -> list[str]:
     """Registered backend names (only importable ones with ``available_only``)."""
-    return sorted(n for n, b in _REGISTRY.items() if not available_only or b.available())
+    return [n for n in _REGISTRY.names() if not available_only or _REGISTRY.get(n).available()]
 
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name``; raises if unknown or if its library is missing."""
-    try:
-        backend = _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("backend", name, list(_REGISTRY)) from None
+    backend = _REGISTRY.get(name)
     if not backend.available():
         raise MissingDependencyError(
             f"backend {name!r} needs {backend.requires}; install it with: "

@@ -16,17 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import finite_float, positive_int
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+from ._common import finite_float, nonneg_int, positive_int
 
 
 def _checkpoint_path(text: str) -> Path:
@@ -193,7 +183,7 @@ def register(sub) -> None:
     s.add_argument("--samples", type=positive_int, default=512, help="training samples defining the loss (512)")
     s.add_argument("--batch-size", type=positive_int, default=128)
     s.add_argument("--iters", type=positive_int, default=20, help="power iterations (20)")
-    s.add_argument("--points", type=_nonneg_int, default=21, help="points of the 1-D slice (21; 0 = none)")
-    s.add_argument("--grid", type=_nonneg_int, default=11, help="points per axis of the 2-D surface (11; 0 = none)")
+    s.add_argument("--points", type=nonneg_int, default=21, help="points of the 1-D slice (21; 0 = none)")
+    s.add_argument("--grid", type=nonneg_int, default=11, help="points per axis of the 2-D surface (11; 0 = none)")
     s.add_argument("--radius", type=finite_float, default=1.0, help="slice range [-r, r] in filter-normalised units")
     s.set_defaults(func=run_sharpness)
