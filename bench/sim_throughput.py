@@ -4,9 +4,11 @@ For every configuration (architecture x T x batch x input coding) both interpret
 same graph exported by ``trt_nm.to_nir`` on the same inputs, in one process, side by side; the
 script checks that their logits agree and prints one table row with samples/s and the ratio.
 nirtorch steps the graph one timestep at a time (``nirtorch.nir_to_torch`` + a LIF module with
-explicit state); trt_nm's simulator runs stateless nodes once over the merged T*B batch, and
-with ``static`` input (the same frame at every step, as static images are fed) runs the
-stateless nodes before the first neuron only once. Timings: the three measurements of one
+explicit state); trt_nm's simulator runs stateless nodes over merged batches of (chunk of
+timesteps) x batch, the chunk sized automatically so the largest intermediate stays within a
+cache budget (``Simulator(chunk_bytes=...)``), and with ``static`` input (the same frame at every
+step, as static images are fed) runs the stateless nodes before the first neuron only once. The
+``unchunked`` column is the simulator with chunking off (the whole T*B batch at once). Timings: the three measurements of one
 configuration are interleaved and repeated; the best (least disturbed) of each is kept.
 
     python bench/sim_throughput.py [--arch mlp,cnn-small] [--T 4,20] [--batch 1,64]
@@ -92,7 +94,7 @@ def _timer(fn, min_time: float):
 
 
 def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time: float) -> dict:
-    """Samples/s of nirtorch, the simulator, and the simulator with SynOp counting."""
+    """Samples/s of nirtorch, the simulator (chunked; unchunked), and with SynOp counting."""
     from trt_nm.models import build_model
     from trt_nm.nir_io import to_nir
     from trt_nm.simulate import Simulator
@@ -105,6 +107,7 @@ def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time
     else:  # a different frame at every step (event data)
         x = torch.rand(T, batch, *model.input_shape) * 2
     sim = Simulator(graph)
+    whole = Simulator(graph, chunk_bytes=None)
     net = _nirtorch_model(graph, 1e-4)
     with torch.no_grad():
         ref = _run_nirtorch(net, x)
@@ -112,6 +115,7 @@ def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time
         runs = {
             "nirtorch": _timer(lambda: _run_nirtorch(net, x), min_time),
             "sim": _timer(lambda: sim(x, count_ops=False), min_time),
+            "unchunked": _timer(lambda: whole(x, count_ops=False), min_time),
             "sim+synops": _timer(lambda: sim(x, count_ops=True), min_time),
         }
         best = {k: float("inf") for k in runs}
@@ -119,7 +123,9 @@ def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time
             for k, measure in runs.items():
                 best[k] = min(best[k], measure())
     rate = {k: batch / v for k, v in best.items()}
-    return {"arch": arch, "T": T, "batch": batch, "input": coding, "diff": diff, **rate}
+    steps, samples = sim.plan_chunks(x)
+    return {"arch": arch, "T": T, "batch": batch, "input": coding, "diff": diff,
+            "chunk": f"{steps}x{samples}", **rate}
 
 
 def main() -> None:
@@ -136,7 +142,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} torch threads; samples/s, best of {args.repeats} interleaved repeats")
     head = (f"| {'arch':9} | {'T':>2} | {'batch':>5} | {'input':7} | {'nirtorch':>8} | {'simulator':>9} "
-            f"| {'ratio':>5} | {'+SynOps':>8} | {'ratio':>5} | {'max dlogit':>10} |")
+            f"| {'ratio':>5} | {'chunk':>6} | {'unchunked':>9} | {'ratio':>5} | {'+SynOps':>8} | {'ratio':>5} "
+            f"| {'max dlogit':>10} |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for arch in args.arch:
@@ -145,7 +152,8 @@ def main() -> None:
                 for coding in args.inputs:
                     r = bench_one(arch, T, batch, coding, args.repeats, args.min_time)
                     print(f"| {arch:9} | {T:>2} | {batch:>5} | {coding:7} | {r['nirtorch']:8.1f} "
-                          f"| {r['sim']:9.1f} | {r['sim'] / r['nirtorch']:4.2f}x "
+                          f"| {r['sim']:9.1f} | {r['sim'] / r['nirtorch']:4.2f}x | {r['chunk']:>6} "
+                          f"| {r['unchunked']:9.1f} | {r['unchunked'] / r['nirtorch']:4.2f}x "
                           f"| {r['sim+synops']:8.1f} | {r['sim+synops'] / r['nirtorch']:4.2f}x "
                           f"| {r['diff']:10.1e} |", flush=True)
 

@@ -245,3 +245,65 @@ def test_fanout_count_affine_and_float64_fallback():
     # counts beyond float32's exact integer range fall back to float64 and stay exact
     big = torch.full((2, 20), 2.0**22)
     assert torch.equal(aff.count(big), (big.double() @ (w != 0).double().T).sum(1))
+
+
+def _assert_same_result(a, b) -> None:
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.cum_logits, b.cum_logits)
+    for key in ("spikes", "synops", "spike_trains"):
+        da, db = getattr(a, key), getattr(b, key)
+        assert da.keys() == db.keys() and da, key
+        for n in da:
+            assert torch.equal(da[n], db[n]), (key, n)
+    assert {n: vars(s) for n, s in a.layers.items()} == {n: vars(s) for n, s in b.layers.items()}
+
+
+@pytest.mark.parametrize("coding", ["binary", "analog", "static"])
+def test_chunked_execution_is_bit_identical(coding):
+    """Chunks of timesteps (neuron states carried across chunks, incl. CubaLIF synaptic current
+    and LI) give exactly the unchunked result, for residual graphs too."""
+    torch.manual_seed(0)
+    model = build_model("resnet19", input_size=(8, 8), in_channels=2, T=4).eval()
+    _randomise_bn(model)
+    cases = ((to_nir(model), (2, 8, 8), 4, [(0, 2), (2, 4)]),
+             (_hand_graph(), (2, 6, 6), 7, [(0, 2), (2, 4), (4, 7)]))
+    for graph, shape, T, chunks in cases:
+        if coding == "static":
+            x = (torch.rand(1, 8, *shape) * 2).expand(T, -1, *shape).contiguous()
+        elif coding == "binary":
+            x = (torch.rand(T, 8, *shape) < 0.4).float()
+        else:
+            x = torch.rand(T, 8, *shape) * 2
+        sim = Simulator(graph)  # one simulator: its fan-out maps are computed once
+        assert sim.plan_chunks(x) == (T, 8)  # small input: one chunk
+        sim.chunk_bytes = None
+        whole = sim(x, record=True)
+        assert sum(whole.spike_totals().values()) > 0
+        sim.chunk_bytes = 1  # automatic plan: 1 step per chunk, widened to >= 16 rows
+        assert sim.plan_chunks(x) == (1, 8)
+        from trt_nm.simulate import _time_chunks
+
+        assert _time_chunks(T, 1, 8) == chunks
+        _assert_same_result(sim(x, record=True), whole)
+        _assert_same_result(sim(x, record=True, chunk_steps=3, chunk_batch=8), whole)
+
+
+def test_time_chunks_keep_16_rows():
+    from trt_nm.simulate import _time_chunks
+
+    assert _time_chunks(20, 1, 64) == [(t, t + 1) for t in range(20)]
+    assert _time_chunks(7, 1, 8) == [(0, 2), (2, 4), (4, 7)]
+    assert _time_chunks(5, 1, 2) == [(0, 5)]
+    assert _time_chunks(3, 10, 1) == [(0, 3)]
+
+
+def test_chunk_arguments_validated():
+    x = torch.rand(3, 2, 2, 6, 6)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(trt_nm.TrtNmError, match="chunk_steps"):
+            Simulator(_hand_graph())(x, chunk_steps=bad)
+        with pytest.raises(trt_nm.TrtNmError, match="chunk_batch"):
+            Simulator(_hand_graph())(x, chunk_batch=bad)
+    with pytest.raises(trt_nm.TrtNmError, match="chunk_bytes"):
+        Simulator(_hand_graph(), chunk_bytes=0)
+    with pytest.raises(trt_nm.TrtNmError, match="batch_split"):
+        Simulator(_hand_graph(), batch_split=0)

@@ -4,10 +4,14 @@
 :class:`SimResult`: per-timestep logits, cumulative-mean logits, spike counts per spiking layer
 per timestep per sample, and synaptic operations per weighted layer per timestep per sample.
 
-Execution: the graph must be a DAG (no recurrent edges). Nodes run in topological order over the
-whole sequence: stateless nodes (Affine, Linear, Conv, pooling, Flatten, Scale, Threshold) run
-once on the merged ``[T*B, ...]`` batch; stateful nodes (LIF, IF, LI, I, CubaLIF, CubaLI) loop
-over T. A node with several incoming edges receives the SUM of its inputs.
+Execution: the graph must be a DAG (no recurrent edges). The sequence is cut into chunks of
+consecutive timesteps (sized so the largest intermediate of a chunk stays within a cache budget,
+``Simulator(chunk_bytes=...)``; see :meth:`Simulator.plan_chunks`); per chunk, nodes run in
+topological order: stateless nodes (Affine, Linear, Conv, pooling, Flatten, Scale, Threshold) run
+once on the merged ``[Tc*B, ...]`` batch; stateful nodes (LIF, IF, LI, I, CubaLIF, CubaLI) loop
+over the chunk's steps, carrying their state to the next chunk. The result is bit-identical to
+running the whole sequence as one chunk. A node with several incoming edges receives the SUM of
+its inputs.
 
 Discrete-time semantics (forward Euler with step ``dt``, taken from ``graph.metadata["dt"]``
 unless ``dt`` is given). For ``LIF(tau, r, v_leak, v_threshold, v_reset)``::
@@ -748,7 +752,7 @@ class Simulator:
         batch is split too (at most ``batch_split`` ways). On other devices, and with
         ``chunk_bytes=None``, the whole input is one chunk.
         """
-        key = (tuple(x.shape), chunk_steps, chunk_batch)
+        key = (tuple(x.shape), chunk_steps, chunk_batch, self.chunk_bytes, self.batch_split)
         plans = self.__dict__.setdefault("_plan_cache", {})
         if key not in plans:
             plans[key] = self._plan(x, chunk_steps, chunk_batch)
