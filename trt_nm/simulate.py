@@ -600,26 +600,23 @@ def _compile_node(name: str, node: Any, dtype, device, dt: float | None, reset: 
 
 
 def _toposort(nodes: Mapping[str, Any], edges: list[tuple[str, str]]) -> list[str]:
-    indeg = {n: 0 for n in nodes}
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    """Execution order of a feed-forward graph; missing nodes and cycles are SimulationErrors."""
+    from types import SimpleNamespace
+
+    from .nir_validate import _find_cycles, topological_order
+
     for a, b in edges:
         if a not in nodes or b not in nodes:
             missing = a if a not in nodes else b
             raise SimulationError(f"edge ({a!r}, {b!r}) refers to unknown node {missing!r}")
-        succ[a].append(b)
-        indeg[b] += 1
-    ready = [n for n in nodes if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) != len(nodes):
-        cyc = sorted(n for n in nodes if indeg[n] > 0)
-        raise SimulationError(f"graph has recurrent edges (cycle through {', '.join(cyc[:5])}); only feed-forward graphs are supported")
+    graph = SimpleNamespace(nodes=nodes, edges=edges)
+    order = topological_order(graph)
+    if order is None:
+        cyc = sorted(n for c in _find_cycles(graph) for n in c)
+        raise SimulationError(
+            f"graph has recurrent edges (cycle through {', '.join(cyc[:5])}); "
+            "only feed-forward graphs are supported"
+        )
     return order
 
 
