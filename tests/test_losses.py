@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import trt_nm.losses as losses_mod
 from trt_nm.errors import ConfigError
 from trt_nm.losses import Loss, ce_loss, sdt_loss, tet_loss, trt_loss
 
@@ -112,3 +113,93 @@ def test_loss_module_holds_a_frozen_config_and_validates():
         Loss("focal")
     with pytest.raises(ConfigError):
         trt_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+# --- the fast regularizer (blockwise on CPU, _foreach elsewhere) against the literal formula ---
+
+
+def literal_regularizer(params, T, lamb, decay, eps):
+    """``1/T sum_t sum_w lamb w^2 / (1 + (exp(decay (t-1)) - 1)(|w| + eps))`` by plain autograd ops."""
+    total = 0.0
+    for t in range(1, T + 1):
+        for w in params:
+            total = total + (lamb * w**2 / (1 + (math.exp(decay * (t - 1)) - 1) * (w.abs() + eps))).sum()
+    return total / T
+
+
+ODD_SHAPES = [(1,), (6, 5, 3, 3), (1001,), (37, 61), (3,), (2048,), (1023, 1)]
+
+
+def odd_params(dtype, seed=0, scale=0.7):
+    g = torch.Generator().manual_seed(seed)
+    ps = [(torch.randn(s, generator=g, dtype=torch.float64) * scale).to(dtype) for s in ODD_SHAPES]
+    ps[0].zero_()  # w = 0 exactly: |w| has no gradient there
+    return [p.requires_grad_() for p in ps]
+
+
+@pytest.fixture(params=["blocks", "foreach"])
+def reg_path(request, monkeypatch):
+    """Run the CPU block path with tiny blocks (many block boundaries) or the _foreach path."""
+    if request.param == "blocks":
+        monkeypatch.setattr(losses_mod, "_CPU_BLOCK", 256)
+    else:
+        monkeypatch.setattr(losses_mod, "_use_foreach", lambda device: True)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "T,lamb,decay",
+    [(1, 1e-5, 0.5), (4, 1e-5, 0.5), (6, 1e-2, 0.25), (10, 0.3, 1.0), (4, 1e-3, 0.0), (5, 1e-3, 1e-12)],
+)
+def test_regularizer_value_and_gradient_equal_autograd_of_the_formula(reg_path, dtype, T, lamb, decay):
+    ps = odd_params(dtype)
+    ref = [p.detach().clone().requires_grad_() for p in ps]
+    got = losses_mod.trt_regularizer(ps, T, lamb=lamb, decay=decay, eps=1e-5)
+    want = literal_regularizer(ref, T, lamb, decay, 1e-5)
+    got.backward()
+    want.backward()
+    assert got.dtype == dtype
+    tol = dict(rtol=1e-12, atol=0.0) if dtype == torch.float64 else dict(rtol=2e-6, atol=0.0)
+    torch.testing.assert_close(got, want.detach(), **tol)
+    for p, q in zip(ps, ref):
+        assert p.grad.dtype == dtype and p.grad.shape == p.shape
+        gtol = dict(rtol=1e-12, atol=1e-300) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-12)
+        torch.testing.assert_close(p.grad, q.grad, **gtol)
+
+
+def test_regularizer_scaled_retained_and_double_backward(reg_path):
+    ps = odd_params(torch.float64, seed=1)
+    ref = [p.detach().clone().requires_grad_() for p in ps]
+    reg = losses_mod.trt_regularizer(ps, 4, lamb=0.1, decay=0.5, eps=1e-5)
+    want = literal_regularizer(ref, 4, 0.1, 0.5, 1e-5)
+    (3.0 * reg).backward(retain_graph=True)  # upstream gradient != 1
+    (2.0 * reg).backward()  # second backward through the retained graph
+    (5.0 * want).backward()
+    for p, q in zip(ps, ref):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-300)
+    # create_graph: second derivatives match too (Hessian-vector product)
+    v = [torch.randn_like(p) for p in ps]
+    g1 = torch.autograd.grad(losses_mod.trt_regularizer(ps, 4, lamb=0.1), ps, create_graph=True)
+    g2 = torch.autograd.grad(literal_regularizer(ps, 4, 0.1, 0.5, 1e-5), ps, create_graph=True)
+    h1 = torch.autograd.grad(sum((g * u).sum() for g, u in zip(g1, v)), ps)
+    h2 = torch.autograd.grad(sum((g * u).sum() for g, u in zip(g2, v)), ps)
+    for a, b in zip(h1, h2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-300)
+
+
+def test_regularizer_mixed_precision_frozen_params_and_no_grad(reg_path):
+    ps = odd_params(torch.float32, seed=2)
+    half = [p.detach().to(torch.bfloat16).requires_grad_() for p in ps[:3]]
+    frozen = ps[3].detach().clone()  # requires_grad=False: value only
+    reg = losses_mod.trt_regularizer([*half, frozen, *ps[4:]], 4, lamb=1e-2)
+    want = literal_regularizer([p.float() for p in half] + [frozen, *ps[4:]], 4, 1e-2, 0.5, 1e-5)
+    assert reg.dtype == torch.float32
+    torch.testing.assert_close(reg, want.detach(), rtol=2e-6, atol=0.0)
+    reg.backward()
+    for p in half:
+        assert p.grad.dtype == torch.bfloat16
+    with torch.no_grad():
+        v = losses_mod.trt_regularizer(ps, 4, lamb=1e-2)
+    assert not v.requires_grad
+    torch.testing.assert_close(v, literal_regularizer(ps, 4, 1e-2, 0.5, 1e-5).detach(), rtol=2e-6, atol=0.0)
