@@ -71,8 +71,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint is not a file: {path}")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: not a trt_nm checkpoint (not a torch file, or holds objects other than tensors)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in reason:
+            raise CheckpointError(
+                f"{path}: not a trt_nm checkpoint (not a torch file, or holds arbitrary objects)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason[:160]})") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None

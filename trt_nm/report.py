@@ -101,6 +101,8 @@ def load_graph(source: str | Path, *, dt: float | None = None) -> tuple[Any, dic
     if head.startswith(b"\x89HDF"):
         graph = read_nir(path)
         kind = "nir"
+    elif not head.startswith(b"PK"):  # torch.save writes a zip archive
+        raise ConfigError(f"{path}: neither a NIR file (HDF5) nor a trt_nm checkpoint")
     else:
         from .checkpoint import load_model
 
