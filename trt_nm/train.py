@@ -79,7 +79,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Per-timestep accuracy (in %) of the running-mean prediction on ``loader``.
 
-    Returns ``{"acc_per_t": [T floats], "acc": acc at T, "n": samples}``.
+    Returns ``{"acc_per_t": [T floats], "acc": acc at T, "n": samples, "correct": [T ints]}``.
     """
     model.eval()
     correct: torch.Tensor | None = None
@@ -96,7 +96,7 @@ def evaluate(
     if correct is None or n == 0:
         raise ConfigError("evaluation split is empty")
     acc = (correct.double() * 100.0 / n).tolist()
-    return {"acc_per_t": acc, "acc": acc[-1], "n": n}
+    return {"acc_per_t": acc, "acc": acc[-1], "n": n, "correct": correct.tolist()}
 
 
 @dataclass
@@ -365,7 +365,7 @@ class Trainer:
         ev = evaluate(self.eval_forward, loader, self.device, self.cfg.amp)
         if not self.dist.enabled:
             return ev
-        counts = [round(a * ev["n"] / 100.0) for a in ev["acc_per_t"]]
+        counts = [float(c) for c in ev["correct"]]
         *counts, n = distributed.all_reduce_sum([*counts, float(ev["n"])], self.device)
         acc = [c * 100.0 / n for c in counts]
         return {"acc_per_t": acc, "acc": acc[-1], "n": int(n)}
