@@ -208,16 +208,32 @@ def _tonic_download(class_name: str, splits: tuple[dict[str, Any], ...], root: s
 )
 def load_nmnist(root: str | None = None, split: str = "train", T: int = 4, *, cache_dir: str | None = None) -> CachedFrameDataset:
     """N-MNIST ``[T, 2, 34, 34]`` event-count frames (all three saccades), labels 0..9."""
-    r = _root(root, "nmnist")
-    files = _files(NMNIST_RECIPE.folder(r, split), ".bin")
+    return _binned_tonic_dataset(
+        NMNIST_RECIPE, root, split, T, ".bin", (34, 34, 2), NMNIST_RECIPE.validate_file, cache_dir
+    )
+
+
+def _binned_tonic_dataset(
+    recipe: Recipe,
+    root: str | None,
+    split: str,
+    T: int,
+    ext: str,
+    sensor_size: tuple[int, int, int],
+    validate: Any,
+    cache_dir: str | None,
+) -> CachedFrameDataset:
+    """A tonic dataset (train/test folders of ``ext`` files) binned into T ToFrame frames, cached."""
+    r = _root(root, recipe.name)
+    files = _files(recipe.folder(r, split), ext)
     if not files:
-        raise NMNIST_RECIPE.missing_error(root, split)
-    ds = _construct(NMNIST_RECIPE, r, train=split == "train")
-    params = _frame_params(NMNIST_RECIPE, r, split, T, {"sensor_size": (34, 34, 2)}, files)
+        raise recipe.missing_error(root, split)
+    ds = _construct(recipe, r, train=split == "train")
+    params = _frame_params(recipe, r, split, T, {"sensor_size": sensor_size}, files)
     return CachedFrameDataset(
-        _Validated(ds, NMNIST_RECIPE.validate_file),
-        lambda ev: events_to_frames(ev, (34, 34, 2), T),
-        SampleCache("nmnist", params, cache_dir),
+        _Validated(ds, validate),
+        lambda ev: events_to_frames(ev, sensor_size, T),
+        SampleCache(recipe.name, params, cache_dir),
         paths=ds.data,
     )
 
@@ -257,17 +273,8 @@ def _validate_npy(path: str) -> None:
 )
 def load_dvsgesture(root: str | None = None, split: str = "train", T: int = 4, *, cache_dir: str | None = None) -> CachedFrameDataset:
     """DVS128 Gesture ``[T, 2, 128, 128]`` event-count frames, labels 0..10."""
-    r = _root(root, "dvsgesture")
-    files = _files(GESTURE_RECIPE.folder(r, split), ".npy")
-    if not files:
-        raise GESTURE_RECIPE.missing_error(root, split)
-    ds = _construct(GESTURE_RECIPE, r, train=split == "train")
-    params = _frame_params(GESTURE_RECIPE, r, split, T, {"sensor_size": (128, 128, 2)}, files)
-    return CachedFrameDataset(
-        _Validated(ds, _validate_npy),
-        lambda ev: events_to_frames(ev, (128, 128, 2), T),
-        SampleCache("dvsgesture", params, cache_dir),
-        paths=ds.data,
+    return _binned_tonic_dataset(
+        GESTURE_RECIPE, root, split, T, ".npy", (128, 128, 2), _validate_npy, cache_dir
     )
 
 
