@@ -96,8 +96,16 @@ def write_plots(rep: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-def _save(fig, path: Path, plt) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig`` tightly and write it as a PNG at ``path`` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _save(fig, path: Path, plt) -> Path:
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -218,11 +218,9 @@ def plot_fisher(path: str | Path, records: list[dict[str, Any]], title: str = ""
         ax2.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    from ..report_plots import save_figure
+
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- callback

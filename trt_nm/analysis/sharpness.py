@@ -346,11 +346,9 @@ def plot_sharpness(path: str | Path, result: SharpnessResult, title: str = "") -
         axes[1].set_title("2-D loss surface")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    from ..report_plots import save_figure
+
+    return save_figure(fig, path)
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
