@@ -13,6 +13,7 @@ configuration are interleaved and repeated; the best (least disturbed) of each i
 
     python bench/sim_throughput.py [--arch mlp,cnn-small] [--T 4,20] [--batch 1,64]
                                    [--inputs static,dynamic] [--repeats 5] [--min-time 0.3] [--threads N]
+                                   [--malloc retain|default]
 """
 
 from __future__ import annotations
@@ -137,7 +138,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-time", type=float, default=0.3, help="seconds per timing (loops short calls)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                   help="retain: glibc keeps freed memory (trt_nm.allocator, as the trt-nm CLI does); "
+                        "default: the C library's own policy. Either way it holds for both interpreters")
     args = p.parse_args()
+    policy = "default"
+    if args.malloc == "retain":
+        from trt_nm.allocator import retain_freed_memory
+
+        policy = "retain" if retain_freed_memory() else "default (retain unavailable: not glibc)"
+    print(f"malloc policy: {policy} (the same for both interpreters: one process)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} torch threads; samples/s, best of {args.repeats} interleaved repeats")

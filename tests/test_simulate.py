@@ -305,5 +305,5 @@ def test_chunk_arguments_validated():
             Simulator(_hand_graph())(x, chunk_batch=bad)
     with pytest.raises(trt_nm.TrtNmError, match="chunk_bytes"):
         Simulator(_hand_graph(), chunk_bytes=0)
-    with pytest.raises(trt_nm.TrtNmError, match="batch_split"):
-        Simulator(_hand_graph(), batch_split=0)
+    with pytest.raises(trt_nm.TrtNmError, match="state_bytes"):
+        Simulator(_hand_graph(), state_bytes=0)

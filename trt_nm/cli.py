@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``trt-nm`` and ``python -m trt_nm``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .allocator import apply_from_env
+
+    apply_from_env()  # large CPU tensors reuse warm pages (see trt_nm.allocator)
     try:
         return int(args.func(args) or 0)
     except TrtNmError as exc:

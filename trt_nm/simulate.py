@@ -44,6 +44,7 @@ the results are bit-identical to running them on ``[T*B, ...]``.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,10 +59,11 @@ SUPPORTED_NODES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "AvgPool2d",
     "SumPool2d", "Flatten", "Threshold", "LIF", "IF", "LI", "I", "CubaLIF", "CubaLI",
 )
-#: default cache budget of one chunk (bytes of its largest node value), see Simulator.plan_chunks
-DEFAULT_CHUNK_BYTES = 2 * 2**20
-#: default most pieces a batch is split into when one step of it exceeds the budget
-DEFAULT_BATCH_SPLIT = 1
+#: default budget of one chunk (bytes of its largest node value), see Simulator.plan_chunks
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+#: default budget of one batch piece's largest per-step value (bytes): a neuron's state and
+#: work buffers for one step stay this small, so its loop over the steps runs in cache
+DEFAULT_STATE_BYTES = 2**20
 #: fewest merged rows (steps x samples) in a chunk: torch's CPU convolution picks its algorithm
 #: by batch size (below 16 rows, e.g. 1x1 kernels single-threaded or a batch of 1, it may take a
 #: different kernel with different float rounding), so smaller chunks could change the last bit
@@ -231,6 +233,37 @@ class _Coef:
         )
 
 
+class _Workspace:
+    """Tensors one node reuses from one chunk to the next: a fresh large tensor costs a page
+    fault per 4 KiB on first touch (glibc hands big blocks back to the OS when freed), which on
+    the CPU can cost as much as the arithmetic done in it."""
+
+    def __init__(self) -> None:
+        self.bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+        """Buffer ``key`` viewed as ``shape`` (contents undefined); it grows when too small, so
+        chunks of different sizes share one allocation."""
+        n = math.prod(shape)
+        buf = self.bufs.get(key)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.bufs[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf[:n].view(shape)
+
+    def swap(self, key_a: str, key_b: str, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Record that views ``a`` and ``b`` (of buffers ``key_a``/``key_b``) traded places."""
+        bufs = self.bufs
+        if a.data_ptr() == bufs[key_b].data_ptr():
+            bufs[key_a], bufs[key_b] = bufs[key_b], bufs[key_a]
+
+
+def _empty(ws: _Workspace | None, key: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """A tensor to overwrite: the workspace's buffer ``key`` when given, else a fresh one."""
+    if ws is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return ws.get(key, shape, like)
+
+
 # --------------------------------------------------------------------------- compiled nodes
 
 
@@ -246,7 +279,8 @@ class _Node:
         self.name = name
         self.node = node
 
-    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+    def run(self, x: torch.Tensor, T: int, ws: _Workspace | None = None) -> torch.Tensor:
+        """The node on ``x``; the result may live in ``ws`` (overwritten by the next call)."""
         raise NotImplementedError
 
     def events(self, act: torch.Tensor) -> torch.Tensor:
@@ -259,7 +293,7 @@ class _Node:
 
 
 class _Identity(_Node):
-    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+    def run(self, x: torch.Tensor, T: int, ws: _Workspace | None = None) -> torch.Tensor:
         return x
 
     def events(self, act: torch.Tensor) -> torch.Tensor:
@@ -302,6 +336,12 @@ class _Weighted(_Node):
             cache[shape] = (f64.to(self.weight.dtype), f64)
         return cache[shape]
 
+    @property
+    def nonzero_weights(self) -> int:
+        if "_nonzero" not in self.__dict__:
+            self._nonzero = int((self.weight != 0).sum())
+        return self._nonzero
+
     def count(self, act: torch.Tensor) -> torch.Tensor:
         """Synaptic operations per sample ``[N]`` (float64) for event counts ``act [N, ...]``."""
         fan, fan64 = self.fanout(tuple(act.shape[1:]))
@@ -322,7 +362,10 @@ class _Affine(_Weighted):
         self.fan_in = int(w.shape[1])
         self._mask64 = (w != 0).double()
 
-    def run(self, x, T):
+    def run(self, x, T, ws=None):
+        if ws is not None and x.dim() == 2 and self.bias is not None:  # what F.linear calls
+            out = ws.get("out", (x.shape[0], self.weight.shape[0]), x)
+            return torch.addmm(self.bias, x, self.weight.t(), out=out)
         return F.linear(x, self.weight, self.bias)
 
     def _fanout64(self, shape):
@@ -359,7 +402,7 @@ class _Conv(_Weighted):
         self.fn = F.conv2d if dims == 2 else F.conv1d
         self._mask64 = (w != 0).double()
 
-    def run(self, x, T):
+    def run(self, x, T, ws=None):
         return self.fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _fanout64(self, shape):
@@ -381,16 +424,50 @@ class _Pool(_Node):
         self.padding = (0, 0) if pad is None else _ints(pad, 2)
         self.area = self.k[0] * self.k[1]
         self.summed = summed
+        #: the input holds integers of at most this magnitude (set by Simulator; None: unknown)
+        self.input_bound: float | None = None
 
-    def _sum(self, x):
-        return F.avg_pool2d(x, self.k, self.stride, self.padding, count_include_pad=True) * self.area
+    def _exact_sums(self, x: torch.Tensor) -> bool:
+        """Can the window sums of ``x`` be formed in any order without rounding? True for
+        integer-valued inputs (spikes, event counts) whose window sums stay below 2**24."""
+        return (x.device.type == "cpu" and self.input_bound is not None
+                and self.input_bound * self.area < _F32_EXACT)
 
-    def run(self, x, T):
+    def _window_sums(self, x: torch.Tensor, ws: _Workspace | None = None) -> torch.Tensor:
+        """Window sums by adding strided slices: ``kh + kw - 2`` elementwise adds, several times
+        faster than torch's CPU pooling kernel; exact (any order) for integer-valued ``x``."""
+        (kh, kw), (sh, sw), (ph, pw) = self.k, self.stride, self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        ho, wo = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+        if ho < 1 or wo < 1:  # let torch raise its own error about the window size
+            return F.avg_pool2d(x, self.k, self.stride, 0, divisor_override=1)
+        rows = x[..., 0:sh * (ho - 1) + 1:sh, :]
+        if kh > 1:
+            rows = torch.add(rows, x[..., 1:1 + sh * (ho - 1) + 1:sh, :], out=_empty(ws, "rows", rows.shape, x))
+            for i in range(2, kh):
+                rows.add_(x[..., i:i + sh * (ho - 1) + 1:sh, :])
+        cols = rows[..., 0:sw * (wo - 1) + 1:sw]
+        out = _empty(ws, "out", cols.shape, x)
+        if kw > 1:
+            torch.add(cols, rows[..., 1:1 + sw * (wo - 1) + 1:sw], out=out)
+            for j in range(2, kw):
+                out.add_(rows[..., j:j + sw * (wo - 1) + 1:sw])
+        else:
+            out.copy_(cols)
+        return out
+
+    def run(self, x, T, ws=None):
+        if self._exact_sums(x):
+            sums = self._window_sums(x, ws)
+            return sums if self.summed else sums.div_(self.area)  # as torch: sum / count
         if self.summed:
-            return self._sum(x)
+            return F.avg_pool2d(x, self.k, self.stride, self.padding, divisor_override=1)
         return F.avg_pool2d(x, self.k, self.stride, self.padding, count_include_pad=True)
 
     def events(self, act):
+        if act.device.type == "cpu":
+            return self._window_sums(act)  # event counts: integers, exact
         return F.avg_pool2d(act, self.k, self.stride, self.padding, count_include_pad=True,
                             divisor_override=1)  # exact integer window sums
 
@@ -418,7 +495,7 @@ class _Flatten(_Node):
         end = self.end + shift if self.end >= 0 else self.end
         return start, end
 
-    def run(self, x, T):
+    def run(self, x, T, ws=None):
         return x.flatten(*self._dims(x))
 
     def events(self, act):
@@ -432,7 +509,7 @@ class _Scale(_Node):
         super().__init__(name, node)
         self.scale = _Coef(_arr(node.scale), dtype, device)
 
-    def run(self, x, T):
+    def run(self, x, T, ws=None):
         return x * self.scale.shaped(x)
 
     def events(self, act):
@@ -450,7 +527,7 @@ class _Threshold(_Node):
         super().__init__(name, node)
         self.thr = _Coef(_arr(node.threshold), dtype, device)
 
-    def run(self, x, T):
+    def run(self, x, T, ws=None):
         return (x > self.thr.shaped(x)).to(x.dtype)
 
 
@@ -494,26 +571,31 @@ class _Neuron(_Node):
     def run(
         self, x: torch.Tensor, T: int, static: bool = False,
         state: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+        ws: _Workspace | None = None, reuse_out: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor | None]]:
         """``x [T*B, ...]`` (or ``[B, ...]`` repeated at every step when ``static``) ->
         ``(out [T*B, ...], state)``.
 
         ``state = (v, i_syn)`` (``[B, ...]`` each; ``i_syn`` only for Cuba nodes) is the state
         before the first of these T steps (None: zeros) and is returned after the last one, so
-        consecutive chunks of timesteps continue the same trajectory bit for bit. The update is
+        consecutive chunks of timesteps continue the same trajectory bit for bit. ``ws`` keeps this
+        node's work buffers (membranes, reset mask) from one call to the next; with ``reuse_out``
+        the output lives there too (only when no result of an earlier chunk still refers to it).
+        The update is
         written with in-place ops into preallocated buffers; every value is rounded exactly as
         in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
         """
         shape = tuple(x.shape[1:])
         B = x.shape[0] if static else x.shape[0] // T
         xs = None if static else x.reshape(T, B, *shape)
-        out = torch.empty((T, B, *shape), dtype=x.dtype, device=x.device)
         cuba = self.kind.startswith("Cuba")
+        ws = _Workspace() if ws is None else ws
         if state is None:
-            v = torch.zeros((B, *shape), dtype=x.dtype, device=x.device)
+            v = ws.get("v", (B, *shape), x).zero_()
             i_syn = torch.zeros_like(v) if cuba else None
         else:
             v, i_syn = state
+        out = _empty(ws if reuse_out else None, "out", (T, B, *shape), x)
         decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
         if cuba:
             sdec, sin = self.syn_decay.shaped(v), self.syn_in.shaped(v)
@@ -522,9 +604,13 @@ class _Neuron(_Node):
         no_leak = self.leak.is_(0.0)
         if self.spiking:
             thr, vr = self.thr.shaped(v), self.v_reset.shaped(v)
-            zero_reset = self.v_reset.is_(0.0)
-            h = torch.empty_like(v)
-            fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+            zero_reset = self.v_reset.is_(0.0) and self.reset != "subtract"
+            h = ws.get("h", v.shape, x)
+            fired = None if zero_reset else torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        # decay a power of two: decay*v is exact, so one fused pass x + decay*v (torch uses an
+        # FMA there) rounds exactly like the two passes decay*v, then + x
+        m, _ = math.frexp(self.decay.scalar) if self.decay.uniform else (0.0, 0)
+        fused_decay = abs(m) == 0.5 and not unit_decay
         scaled = None
         if static and not cuba and not unit_scale:
             scaled = scale * x  # the same scaled input at every step
@@ -541,6 +627,8 @@ class _Neuron(_Node):
             dst = h if self.spiking else out[t]
             if unit_decay:
                 torch.add(v, inp, out=dst)
+            elif fused_decay:
+                torch.add(inp, v, alpha=decay, out=dst)  # type: ignore[arg-type]
             else:
                 torch.mul(v, decay, out=dst)
                 dst.add_(inp)
@@ -549,15 +637,21 @@ class _Neuron(_Node):
             if not self.spiking:
                 v = dst
                 continue
-            torch.gt(h, thr, out=fired)
-            out[t].copy_(fired)
-            if self.reset == "subtract":
-                h.sub_(out[t] * thr)
-            elif zero_reset:
-                h.masked_fill_(fired, 0.0)
+            spk = out[t]
+            torch.gt(h, thr, out=spk)  # spikes straight into the float output
+            if zero_reset:
+                # v = h - h*s in one pass: h*s is exactly 0 or h, so this equals the canonical
+                # h*(1 - s) (same spikes always; the membrane differs only in the sign of a zero
+                # and where h = -inf, which becomes NaN; neither ever spikes again)
+                torch.addcmul(h, h, spk, value=-1, out=h)
+            elif self.reset == "subtract":
+                h.sub_(spk * thr)
             else:
+                torch.gt(h, thr, out=fired)
                 h = torch.where(fired, vr, h)
             v, h = h, v
+        if self.spiking:  # the two membrane buffers swap roles at every step
+            ws.swap("v", "h", v, h)
         return out.reshape(T * B, *shape), (v, i_syn)
 
 
@@ -661,11 +755,10 @@ class Simulator:
         dtype: "float32" (default) or "float64".
         chunk_bytes: cache budget for chunked execution on the CPU (bytes of the largest node
             value of one chunk, see :meth:`plan_chunks`); None runs the whole input at once.
-        batch_split: the most pieces the automatic plan splits a batch into when one timestep
-            of the whole batch exceeds ``chunk_bytes`` (default 1: never split the batch; splitting
-            measured no faster). Results are bit-identical to unchunked runs for every chunking
-            of timesteps; splitting the batch (here or with ``chunk_batch``) is bit-identical
-            only while the pieces keep >= 16 samples (see :data:`MIN_CHUNK_ROWS`).
+        state_bytes: budget of one batch piece's largest per-step value (bytes); the automatic
+            plan splits the batch into pieces that fit (None: never split). Results are
+            bit-identical to unchunked runs for every plan: every chunk keeps at least
+            :data:`MIN_CHUNK_ROWS` merged rows (steps x samples).
     """
 
     def __init__(
@@ -676,14 +769,14 @@ class Simulator:
         device: str | torch.device | None = None,
         dtype: str = "float32",
         chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
-        batch_split: int = DEFAULT_BATCH_SPLIT,
+        state_bytes: int | None = DEFAULT_STATE_BYTES,
     ) -> None:
-        if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1):
-            raise ConfigError(f"chunk_bytes must be a positive integer or None, got {chunk_bytes!r}")
-        if isinstance(batch_split, bool) or not isinstance(batch_split, int) or batch_split < 1:
-            raise ConfigError(f"batch_split must be a positive integer, got {batch_split!r}")
+        for key, val in (("chunk_bytes", chunk_bytes), ("state_bytes", state_bytes)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise ConfigError(f"{key} must be a positive integer or None, got {val!r}")
         self.chunk_bytes = chunk_bytes
-        self.batch_split = batch_split
+        self.state_bytes = state_bytes
+        self._local = threading.local()
         nodes = getattr(graph, "nodes", None)
         edges = getattr(graph, "edges", None)
         if not isinstance(nodes, Mapping) or edges is None:
@@ -712,10 +805,47 @@ class Simulator:
                 f"graph must have exactly one Input and one Output node, found {len(ins)} and {len(outs)}"
             )
         self.input_name, self.output_name = ins[0], outs[0]
+        self._bound_integers()
+        self._consumers = {n: 0 for n in self.order}  # how many nodes read each node's value
+        for n in self.order:
+            for p in self.preds[n]:
+                self._consumers[p] += 1
+        # nodes whose output tensor may BE (a view of) the graph's output
+        self._aliases_output: set[str] = set()
+        todo = [self.output_name]
+        while todo:
+            n = todo.pop()
+            if n not in self._aliases_output:
+                self._aliases_output.add(n)
+                if self.nodes[n].kind in ("Output", "Input", "Flatten") and len(self.preds[n]) == 1:
+                    todo.extend(self.preds[n])
         self.input_shape = _shape_of(nodes[self.input_name], "input_type")
         for n in self.order:
             if n != self.input_name and not self.preds[n]:
                 raise SimulationError(f"node {n!r} has no incoming edge")
+
+    def _bound_integers(self) -> None:
+        """Tell pooling nodes when their input is integer-valued (spikes, sums of spikes) and
+        how large it can get, so they may add window elements in any order (see ``_Pool``)."""
+        bound: dict[str, float | None] = {}
+        for n in self.order:
+            node, ps = self.nodes[n], self.preds[n]
+            ins = [bound.get(p) for p in ps]
+            b_in = sum(ins) if ps and all(b is not None for b in ins) else None  # type: ignore[arg-type]
+            if isinstance(node, _Pool):
+                node.input_bound = b_in
+            if node.spiking:
+                bound[n] = 1.0
+            elif b_in is None or node.kind in ("Input",):
+                bound[n] = None
+            elif node.kind in ("Flatten", "Output"):
+                bound[n] = b_in
+            elif node.kind == "SumPool2d":
+                bound[n] = b_in * node.area  # type: ignore[attr-defined]
+            elif node.kind == "Scale" and node.scale.uniform and float(node.scale.scalar).is_integer():
+                bound[n] = b_in * abs(node.scale.scalar)
+            else:
+                bound[n] = None
 
     @property
     def spiking_layers(self) -> list[str]:
@@ -741,15 +871,15 @@ class Simulator:
     ) -> tuple[int, int]:
         """``(steps, samples)`` per chunk for input ``x [T, B, ...]``.
 
-        Explicit ``chunk_steps`` / ``chunk_batch`` win (chunks of steps are still widened to at
-        least :data:`MIN_CHUNK_ROWS` rows). Otherwise, on the CPU, the chunk is sized
-        so that the largest node value of a chunk (``steps x samples x`` the largest per-sample,
-        per-step activation) stays within ``self.chunk_bytes``: as many whole batches of steps as
-        fit (at least one step); when even one step of the whole batch exceeds the budget the
-        batch is split too (at most ``batch_split`` ways). On other devices, and with
-        ``chunk_bytes=None``, the whole input is one chunk.
+        Explicit ``chunk_steps`` / ``chunk_batch`` win (chunks are still widened to at least
+        :data:`MIN_CHUNK_ROWS` rows). Otherwise, on the CPU, with ``row`` = the largest
+        per-sample, per-step node value (bytes, measured once per input shape): the batch is
+        split into equal pieces of at most ``state_bytes / row`` samples (so the neuron loops
+        work in cache; at least ``16 / T`` samples), and each piece runs as many steps per chunk
+        as keep the chunk's largest value within ``chunk_bytes`` (at least one step). On other
+        devices, and with ``chunk_bytes=None``, the whole input is one chunk.
         """
-        key = (tuple(x.shape), chunk_steps, chunk_batch, self.chunk_bytes, self.batch_split)
+        key = (tuple(x.shape), chunk_steps, chunk_batch, self.chunk_bytes, self.state_bytes)
         plans = self.__dict__.setdefault("_plan_cache", {})
         if key not in plans:
             plans[key] = self._plan(x, chunk_steps, chunk_batch)
@@ -766,11 +896,11 @@ class Simulator:
             return min(chunk_steps or T, T), min(chunk_batch or B, B)
         row = self._peak_elements(tuple(x.shape[2:])) * torch.finfo(self.dtype).bits // 8
         if chunk_batch is None:
-            if B * row > self.chunk_bytes and self.batch_split > 1:
-                per = max(1, self.chunk_bytes // row)  # samples that fit
-                chunk_batch = max(per, math.ceil(B / self.batch_split))
-            else:
+            if self.state_bytes is None or B * row <= self.state_bytes:
                 chunk_batch = B
+            else:
+                per = max(1, self.state_bytes // row, math.ceil(MIN_CHUNK_ROWS / T))
+                chunk_batch = math.ceil(B / math.ceil(B / per))  # equal pieces
         if chunk_steps is None:
             chunk_steps = max(1, self.chunk_bytes // (min(chunk_batch, B) * row))
         return min(chunk_steps, T), min(chunk_batch, B)
@@ -816,12 +946,16 @@ class Simulator:
         static_in = T > 1 and all(torch.equal(xd[t], xd[0]) for t in range(1, T))
         ct, cb = self.plan_chunks(xd, chunk_steps, chunk_batch)
         batch_parts = []
-        for b0 in range(0, B, cb):
-            xb = xd[:, b0:b0 + cb] if cb < B else xd
+        # per node: buffers reused by every chunk and every call (per thread: a Simulator may be
+        # shared by threads; results never alias them)
+        workspaces: dict[str, _Workspace] = self._local.__dict__.setdefault("workspaces", {})
+        for b0, b1 in _batch_pieces(B, cb, T):
+            xb = xd[:, b0:b1] if b1 - b0 < B else xd
             state: dict[str, Any] = {}  # neuron states carried from one chunk of steps to the next
             cache: dict[str, Any] = {}  # static (time-invariant) node results, computed once
             time_parts = [
-                self._run_chunk(xb[t0:t1], static_in, state, cache, count_ops=count_ops, record=record)
+                self._run_chunk(xb[t0:t1], static_in, state, cache, count_ops=count_ops, record=record,
+                                workspaces=workspaces)
                 for t0, t1 in _time_chunks(T, ct, int(xb.shape[1]))
             ]
             batch_parts.append(_join(time_parts, 0))
@@ -849,6 +983,7 @@ class Simulator:
         count_ops: bool,
         record: bool,
         sizes: list[int] | None = None,
+        workspaces: dict[str, _Workspace] | None = None,
     ) -> tuple:
         """Run the whole graph on the consecutive timesteps ``xd [Tc, B, ...]``.
 
@@ -861,10 +996,7 @@ class Simulator:
         values: dict[str, torch.Tensor] = {}
         acts: dict[str, torch.Tensor | None] = {}
         static: dict[str, bool] = {}
-        remaining = {n: 0 for n in self.order}
-        for n in self.order:
-            for p in self.preds[n]:
-                remaining[p] += 1
+        remaining = dict(self._consumers)
 
         def per_step(t: torch.Tensor, is_static: bool) -> torch.Tensor:
             """``[T*B, ...]`` of a value (a static ``[B, ...]`` value is repeated T times)."""
@@ -899,7 +1031,8 @@ class Simulator:
                     synops[name] = per_sample_step(ops, True)
             else:
                 out, out_act, stats, ops, spk, st = self._run_node(
-                    name, node, xd, st, values, acts, static, state, count_ops, plus
+                    name, node, xd, st, values, acts, static, state, count_ops, plus, record,
+                    None if workspaces is None else workspaces.setdefault(name, _Workspace()),
                 )
                 if st and not node.stateful:
                     cache[name] = (out, out_act, stats, ops, spk)
@@ -924,7 +1057,8 @@ class Simulator:
         logits = final.reshape(T, B, *final.shape[1:])
         return logits, spikes, synops, trains, layers
 
-    def _run_node(self, name, node, xd, st, values, acts, static, state, count_ops, plus) -> tuple:
+    def _run_node(self, name, node, xd, st, values, acts, static, state, count_ops, plus, record,
+                  ws) -> tuple:
         """One node on one chunk: ``(out, out_act, stats, ops, spikes, static)``; ``ops`` and
         ``spikes`` are per-row counts (rows = samples x steps, or samples when static)."""
         T, B = int(xd.shape[0]), int(xd.shape[1])
@@ -949,11 +1083,15 @@ class Simulator:
         stats = LayerStats(name, node.kind)
         out_act = None
         ops = None
+        # a stateless node's result may live in its workspace (overwritten by the next chunk)
+        # unless it outlives the chunk: cached static values, recorded spikes, the graph output
+        keep_out = st or name in self._aliases_output or (record and node.spiking)
+        node_ws = None if keep_out else ws
         if node.weighted:
-            out = node.run(inp, T)
+            out = node.run(inp, T, node_ws)
             w = node.weight
             stats.weights = int(w.numel())
-            stats.nonzero_weights = int(node.mask.sum())
+            stats.nonzero_weights = node.nonzero_weights
             stats.neurons = int(out[0].numel())
             stats.dense_macs = stats.neurons * node.fan_in
             if count_ops:
@@ -964,10 +1102,14 @@ class Simulator:
                     stats.op_kind = "MAC"
                     ops = node.count(inp != 0)
         elif node.stateful:
-            out, state[name] = node.run(inp, T, static=st, state=state.get(name))
+            # a neuron's output buffer is reused by the next chunk unless it leaves the chunk
+            # (recorded spike trains, or the graph's output)
+            reuse = not record and name not in self._aliases_output
+            out, state[name] = node.run(inp, T, static=st, state=state.get(name), ws=ws,
+                                        reuse_out=reuse)
             st = False
         else:
-            out = node.run(inp, T)
+            out = node.run(inp, T, node_ws)
             if act is not None and count_ops and not node.spiking:
                 out_act = node.events_from_output(out, act) if act is inp else node.events(act)
         spk = None
@@ -985,9 +1127,19 @@ def _time_chunks(T: int, steps: int, batch: int) -> list[tuple[int, int]]:
     :data:`MIN_CHUNK_ROWS` rows (``(t1 - t0) * batch``) is merged into its neighbour, so every
     chunk's stateless nodes run on a batch of >= 16 rows (or on the whole input when smaller)."""
     steps = max(steps, min(T, math.ceil(MIN_CHUNK_ROWS / batch)))
+    steps = math.ceil(T / math.ceil(T / steps))  # as even as possible: fewer kernel shapes
     bounds = list(range(0, T, steps)) + [T]
     if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * batch < MIN_CHUNK_ROWS:
         del bounds[-2]  # the short tail joins the previous chunk
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _batch_pieces(B: int, samples: int, T: int) -> list[tuple[int, int]]:
+    """``[(b0, b1), ...]`` covering ``range(B)`` in pieces of ``samples``; a last piece with
+    fewer than :data:`MIN_CHUNK_ROWS` rows (``(b1 - b0) * T``) joins the previous one."""
+    bounds = list(range(0, B, samples)) + [B]
+    if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * T < MIN_CHUNK_ROWS:
+        del bounds[-2]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
