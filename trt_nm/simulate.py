@@ -4,9 +4,10 @@
 :class:`SimResult`: per-timestep logits, cumulative-mean logits, spike counts per spiking layer
 per timestep per sample, and synaptic operations per weighted layer per timestep per sample.
 
-Execution: the graph must be a DAG (no recurrent edges). The sequence is cut into chunks of
-consecutive timesteps (sized so the largest intermediate of a chunk stays within a cache budget,
-``Simulator(chunk_bytes=...)``; see :meth:`Simulator.plan_chunks`); per chunk, nodes run in
+Execution: the graph must be a DAG (no recurrent edges). The input is cut into chunks of
+consecutive timesteps x a piece of the batch (sized so a neuron's per-step state and the largest
+intermediate of a chunk stay within cache budgets, ``Simulator(state_bytes=..., chunk_bytes=...)``;
+see :meth:`Simulator.plan_chunks`); per chunk, nodes run in
 topological order: stateless nodes (Affine, Linear, Conv, pooling, Flatten, Scale, Threshold) run
 once on the merged ``[Tc*B, ...]`` batch; stateful nodes (LIF, IF, LI, I, CubaLIF, CubaLI) loop
 over the chunk's steps, carrying their state to the next chunk. The result is bit-identical to
@@ -38,7 +39,10 @@ layer's count per sample is ``events.flatten(1) @ fanout`` -- one matrix-vector 
 
 Speed: when every timestep carries the same frame (direct coding of static images), the stateless
 nodes before the first neuron run once on ``[B, ...]`` and their output is reused for every step;
-the results are bit-identical to running them on ``[T*B, ...]``.
+the results are bit-identical to running them on ``[T*B, ...]``. Pooling of integer-valued inputs
+(spikes) adds strided slices (exact in any order); the neuron loop uses three float passes per step;
+work buffers persist across chunks and calls (see ``_Workspace``; also
+:func:`trt_nm.allocator.retain_freed_memory`). Measurements: ``docs/simulate.md``.
 """
 
 from __future__ import annotations
@@ -60,10 +64,11 @@ SUPPORTED_NODES = (
     "SumPool2d", "Flatten", "Threshold", "LIF", "IF", "LI", "I", "CubaLIF", "CubaLI",
 )
 #: default budget of one chunk (bytes of its largest node value), see Simulator.plan_chunks
-DEFAULT_CHUNK_BYTES = 8 * 2**20
-#: default budget of one batch piece's largest per-step value (bytes): a neuron's state and
-#: work buffers for one step stay this small, so its loop over the steps runs in cache
-DEFAULT_STATE_BYTES = 2**20
+DEFAULT_CHUNK_BYTES = 32 * 2**20
+#: default budget of one batch piece's largest per-step value, bytes per torch thread (about one
+#: core's L2): a neuron's state and work buffers for one step stay this small, so its loop over
+#: the steps runs in cache, while each thread still gets a large share of every elementwise op
+DEFAULT_STATE_BYTES = 2 * 2**20
 #: fewest merged rows (steps x samples) in a chunk: torch's CPU convolution picks its algorithm
 #: by batch size (below 16 rows, e.g. 1x1 kernels single-threaded or a batch of 1, it may take a
 #: different kernel with different float rounding), so smaller chunks could change the last bit
@@ -239,21 +244,28 @@ class _Workspace:
     the CPU can cost as much as the arithmetic done in it."""
 
     def __init__(self) -> None:
-        self.bufs: dict[str, torch.Tensor] = {}
+        # key -> (flat buffer, shape of the last view, that view)
+        self.bufs: dict[str, tuple[torch.Tensor, tuple[int, ...], torch.Tensor]] = {}
 
     def get(self, key: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
         """Buffer ``key`` viewed as ``shape`` (contents undefined); it grows when too small, so
         chunks of different sizes share one allocation."""
+        shape = tuple(shape)
+        entry = self.bufs.get(key)
+        if entry is not None and entry[1] == shape and entry[0].dtype == like.dtype and entry[0].device == like.device:
+            return entry[2]  # the common case: same shape as last time, same view
         n = math.prod(shape)
-        buf = self.bufs.get(key)
+        buf = None if entry is None else entry[0]
         if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self.bufs[key] = torch.empty(n, dtype=like.dtype, device=like.device)
-        return buf[:n].view(shape)
+            buf = torch.empty(n, dtype=like.dtype, device=like.device)
+        view = buf[:n].view(shape)
+        self.bufs[key] = (buf, shape, view)
+        return view
 
     def swap(self, key_a: str, key_b: str, a: torch.Tensor, b: torch.Tensor) -> None:
         """Record that views ``a`` and ``b`` (of buffers ``key_a``/``key_b``) traded places."""
         bufs = self.bufs
-        if a.data_ptr() == bufs[key_b].data_ptr():
+        if a.data_ptr() == bufs[key_b][2].data_ptr():
             bufs[key_a], bufs[key_b] = bufs[key_b], bufs[key_a]
 
 
@@ -755,8 +767,9 @@ class Simulator:
         dtype: "float32" (default) or "float64".
         chunk_bytes: cache budget for chunked execution on the CPU (bytes of the largest node
             value of one chunk, see :meth:`plan_chunks`); None runs the whole input at once.
-        state_bytes: budget of one batch piece's largest per-step value (bytes); the automatic
-            plan splits the batch into pieces that fit (None: never split). Results are
+        state_bytes: budget of one batch piece's largest per-step value (bytes per torch thread:
+            the plan multiplies it by ``torch.get_num_threads()``); the automatic plan splits the
+            batch into pieces that fit (None: never split). Results are
             bit-identical to unchunked runs for every plan: every chunk keeps at least
             :data:`MIN_CHUNK_ROWS` merged rows (steps x samples).
     """
@@ -874,12 +887,13 @@ class Simulator:
         Explicit ``chunk_steps`` / ``chunk_batch`` win (chunks are still widened to at least
         :data:`MIN_CHUNK_ROWS` rows). Otherwise, on the CPU, with ``row`` = the largest
         per-sample, per-step node value (bytes, measured once per input shape): the batch is
-        split into equal pieces of at most ``state_bytes / row`` samples (so the neuron loops
-        work in cache; at least ``16 / T`` samples), and each piece runs as many steps per chunk
+        split into equal pieces of at most ``state_bytes x threads / row`` samples (so the neuron
+        loops work in cache; at least ``16 / T`` samples), and each piece runs as many steps per chunk
         as keep the chunk's largest value within ``chunk_bytes`` (at least one step). On other
         devices, and with ``chunk_bytes=None``, the whole input is one chunk.
         """
-        key = (tuple(x.shape), chunk_steps, chunk_batch, self.chunk_bytes, self.state_bytes)
+        key = (tuple(x.shape), chunk_steps, chunk_batch, self.chunk_bytes, self.state_bytes,
+               torch.get_num_threads())
         plans = self.__dict__.setdefault("_plan_cache", {})
         if key not in plans:
             plans[key] = self._plan(x, chunk_steps, chunk_batch)
@@ -896,10 +910,11 @@ class Simulator:
             return min(chunk_steps or T, T), min(chunk_batch or B, B)
         row = self._peak_elements(tuple(x.shape[2:])) * torch.finfo(self.dtype).bits // 8
         if chunk_batch is None:
-            if self.state_bytes is None or B * row <= self.state_bytes:
+            budget = None if self.state_bytes is None else self.state_bytes * torch.get_num_threads()
+            if budget is None or B * row <= budget:
                 chunk_batch = B
             else:
-                per = max(1, self.state_bytes // row, math.ceil(MIN_CHUNK_ROWS / T))
+                per = max(1, budget // row, math.ceil(MIN_CHUNK_ROWS / T))
                 chunk_batch = math.ceil(B / math.ceil(B / per))  # equal pieces
         if chunk_steps is None:
             chunk_steps = max(1, self.chunk_bytes // (min(chunk_batch, B) * row))
@@ -1048,7 +1063,7 @@ class Simulator:
                 if record:
                     trains[name] = per_step(out, st).reshape(T, B, *out.shape[1:]).cpu()
             if sizes is not None:
-                sizes.append(int(out[0].numel()))
+                sizes.append(math.prod(out.shape[1:]))
             values[name] = out
             acts[name] = out_act
             static[name] = st
@@ -1089,11 +1104,9 @@ class Simulator:
         node_ws = None if keep_out else ws
         if node.weighted:
             out = node.run(inp, T, node_ws)
-            w = node.weight
-            stats.weights = int(w.numel())
+            stats.weights = node.weight.numel()
             stats.nonzero_weights = node.nonzero_weights
-            stats.neurons = int(out[0].numel())
-            stats.dense_macs = stats.neurons * node.fan_in
+            stats.dense_macs = math.prod(out.shape[1:]) * node.fan_in
             if count_ops:
                 if act is not None:
                     stats.op_kind = "AC"
@@ -1113,12 +1126,11 @@ class Simulator:
             if act is not None and count_ops and not node.spiking:
                 out_act = node.events_from_output(out, act) if act is inp else node.events(act)
         spk = None
+        stats.neurons = math.prod(out.shape[1:])
         if node.spiking:
-            n_per = int(out[0].numel())
-            acc = torch.float64 if n_per >= _F32_EXACT else out.dtype  # exact integer sums
+            acc = torch.float64 if stats.neurons >= _F32_EXACT else out.dtype  # exact integer sums
             spk = out.reshape(out.shape[0], -1).sum(1, dtype=acc)
             out_act = out
-        stats.neurons = int(out[0].numel())
         return out, out_act, stats, ops, spk, st
 
 
