@@ -126,14 +126,12 @@ class GraphSummary:
         return sum(layer.weights for layer in self.weighted_layers())
 
 
-def graph_dt(graph, dt: float | None = None) -> float:
-    """The timestep in seconds: ``dt`` if given, else ``graph.metadata["dt"]``, else 1.0."""
-    if dt is not None:
-        return float(dt)
-    meta = getattr(graph, "metadata", None) or {}
-    if "dt" in meta:
-        return float(np.asarray(meta["dt"]).item())
-    return 1.0
+def graph_dt(graph, dt: float | None = None) -> float | None:
+    """The timestep in seconds (``dt``, else ``metadata["dt"]``); a graph with neurons and
+    neither raises a one-line error (:func:`trt_nm.nir_validate.require_dt`)."""
+    from trt_nm.nir_validate import require_dt
+
+    return require_dt(graph, dt, who="target check")
 
 
 def graph_reset(graph) -> str:

@@ -49,8 +49,10 @@ def test_snntorch_export_imports_and_matches_source(tmp_path):
             ref_o.append(fc2(s))
         ref_s, ref_o = torch.stack(ref_s), torch.stack(ref_o)
     assert 0 < ref_s.mean() < 1 and ref_s[:-1].sum() > 0
+    with pytest.raises(trt_nm.TrtNmError, match="no metadata 'dt'.*dt = 0.0001"):
+        trt_nm.from_nir(path, backend="torch")  # snnTorch writes no dt: never guessed silently
     for backend in BACKENDS:
-        net = trt_nm.from_nir(path, backend=backend)
+        net = trt_nm.from_nir(path, backend=backend, dt=1e-4)  # snnTorch's convention
         (name, neuron), = net.neurons()
         seen = {}
         neuron.register_forward_hook(lambda m, i, o, seen=seen: seen.setdefault("s", o))
@@ -83,7 +85,7 @@ def test_spikingjelly_export_imports_and_matches_source(tmp_path):
         ref_s = torch.stack(seen["s"])
     assert 0 < ref_s.mean() < 1
     for backend in BACKENDS:
-        net = trt_nm.from_nir(path, backend=backend)
+        net = trt_nm.from_nir(path, backend=backend, dt=1e-4)  # snnTorch's convention
         spikes = {}
         for name, m in net.neurons():
             m.register_forward_hook(lambda m, i, o, name=name, spikes=spikes: spikes.setdefault(name, o))
@@ -245,7 +247,7 @@ def test_hand_written_graph_with_every_node_type(tmp_path):
     ref, ref_if = _hand_reference(g, x)
     assert 0 < ref_if.mean() < 1
     for backend in BACKENDS:
-        net = trt_nm.from_nir(path, backend=backend, dtype=torch.float64)
+        net = trt_nm.from_nir(path, backend=backend, dtype=torch.float64, dt=1e-4)
         seen = {}
         net.nodes["if"].register_forward_hook(lambda m, i, o, seen=seen: seen.setdefault("if", o))
         with torch.no_grad():

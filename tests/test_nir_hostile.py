@@ -83,3 +83,49 @@ def test_in_memory_graph_errors():
         trt_nm.from_nir(rec, backend="torch")
     with pytest.raises(NirError, match="not found"):
         trt_nm.read_nir("/nonexistent/x.nir")
+
+
+def _lif_graph(metadata):
+    n = 3
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type=np.array([n])),
+               "lif": nir.LIF(tau=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n), v_threshold=np.ones(n)),
+               "output": nir.Output(output_type=np.array([n]))},
+        edges=[("input", "lif"), ("lif", "output")],
+        metadata=metadata,
+    )
+
+
+def test_dt_is_never_guessed(tmp_path, capsys):
+    """from_nir, the simulator and the target checks take dt from the argument or the metadata
+    and refuse a graph with neurons that has neither; a bad dt is a one-line error."""
+    from trt_nm.exporters.layers import analyze_graph
+    from trt_nm.simulate import SimulationError, Simulator
+
+    g = _lif_graph({})
+    with pytest.raises(NirError, match="no metadata 'dt'"):
+        trt_nm.from_nir(g, backend="torch")
+    with pytest.raises(SimulationError, match="dt"):
+        Simulator(g)
+    with pytest.raises(NirError, match="no metadata 'dt'"):
+        analyze_graph(g)
+    assert trt_nm.from_nir(g, backend="torch", dt=1e-4).dt == 1e-4
+    assert Simulator(g, dt=1e-4).dt == 1e-4
+    assert analyze_graph(g, dt=1e-4).layers["lif"].beta == pytest.approx(0.5)
+    assert trt_nm.from_nir(_lif_graph({"dt": 2e-4}), backend="torch").dt == 2e-4
+    for bad in (0.0, -1.0, float("nan"), "fast"):
+        with pytest.raises(trt_nm.TrtNmError, match="dt"):
+            trt_nm.from_nir(_lif_graph({"dt": bad}), backend="torch")
+        with pytest.raises(trt_nm.TrtNmError, match="dt"):
+            Simulator(_lif_graph({"dt": bad}))
+    # a graph without neurons needs no dt
+    dense = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])),
+                                "fc": nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
+                                "output": nir.Output(output_type=np.array([2]))},
+                         edges=[("input", "fc"), ("fc", "output")])
+    assert trt_nm.from_nir(dense, backend="torch").dt is None
+    path = tmp_path / "nodt.nir"
+    trt_nm.write_nir(g, path)
+    assert main(["simulate", str(path), "--dataset", "mnist5k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dt" in err[0]

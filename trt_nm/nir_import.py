@@ -18,9 +18,9 @@ from torch import nn
 from .nir_nodes import STATEFUL_TYPES, arr, stateful_module, stateless_module
 from .nir_validate import (
     NirError,
-    graph_dt,
     meta_str,
     read_nir,
+    require_dt,
     topological_order,
     validate_graph,
 )
@@ -161,7 +161,7 @@ def build_network(graph: Any, backend: str | None, dt: float | None = None,
             )
     if topological_order(graph) is None:
         raise NirError("recurrent NIR graphs (cycles through stateful nodes) are not supported by from_nir")
-    dt_val = graph_dt(graph, dt)
+    dt_val = require_dt(graph, dt, who="from_nir")
     reset = meta_str(graph, "reset", "zero")
     if reset not in ("zero", "subtract"):
         raise NirError(f"graph metadata reset {reset!r} is not 'zero' or 'subtract'")
@@ -186,7 +186,8 @@ def from_nir(graph_or_path: Any, *, backend: str, dt: float | None = None,
     Args:
         graph_or_path: a ``nir.NIRGraph`` or a path to a NIR (HDF5) file.
         backend: neuron backend for canonical LIF nodes, one of :func:`trt_nm.list_backends`.
-        dt: timestep in seconds; ``metadata['dt']`` when None (1e-4 if the graph has none).
+        dt: timestep in seconds; ``metadata['dt']`` when None (a graph with neurons and neither
+            raises :class:`NirError`: pass ``dt=1e-4`` for snnTorch/SpikingJelly exports).
         dtype: parameter dtype of the returned module (parameters are built from the file's
             float64/float32 arrays and rounded once).
 

@@ -9,6 +9,7 @@ batch-free shape inference through the graph (mismatched shapes name the node an
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ KNOWN_TYPES = (
     "IF", "Input", "LI", "LIF", "Linear", "NIRGraph", "Output", "Scale", "SumPool2d",
     "Threshold",
 )
-#: default dt (seconds) when neither the caller nor the graph's metadata gives one; it is
-#: also the default of the snnTorch and SpikingJelly exporters
-DEFAULT_DT = 1e-4
+#: dt (seconds) that snnTorch and SpikingJelly assume when exporting NIR (and to_nir's default);
+#: a graph without metadata "dt" is never given it silently -- see :func:`require_dt`
+CONVENTIONAL_DT = 1e-4
 
 _PARAM_FIELDS = (
     "weight", "bias", "scale", "tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold",
@@ -189,18 +190,41 @@ def is_recurrent(graph: Any) -> bool:
     return bool(_find_cycles(graph))
 
 
-def graph_dt(graph: Any, dt: float | None = None) -> float:
-    """The timestep: ``dt`` if given, else ``metadata['dt']``, else :data:`DEFAULT_DT`."""
+def graph_dt(graph: Any, dt: float | None = None) -> float | None:
+    """The time step in seconds: ``dt`` if given, else ``metadata['dt']``, else None.
+
+    The one place every reader of NIR graphs (``from_nir``, the simulator, the target exporters)
+    takes dt from; a value that is not a positive finite number raises :class:`NirError`.
+    """
     if dt is None:
         meta = getattr(graph, "metadata", None) or {}
-        dt = meta.get("dt", DEFAULT_DT)
+        dt = meta.get("dt") if isinstance(meta, Mapping) else None
+        if dt is None:
+            return None
+        where = "graph metadata 'dt'"
+    else:
+        where = "dt"
     try:
-        dt = float(np.asarray(dt).reshape(-1)[0])
+        val = float(np.asarray(dt, dtype=np.float64).reshape(-1)[0])
     except (TypeError, ValueError, IndexError):
-        raise NirError(f"dt must be a number, got {dt!r}") from None
-    if not np.isfinite(dt) or dt <= 0:
-        raise NirError(f"dt must be a positive finite number of seconds, got {dt}")
-    return dt
+        raise NirError(f"{where} must be a number, got {dt!r}") from None
+    if not np.isfinite(val) or val <= 0:
+        raise NirError(f"{where} must be a positive finite number of seconds, got {val}")
+    return val
+
+
+def require_dt(graph: Any, dt: float | None = None, *, who: str = "this graph") -> float | None:
+    """:func:`graph_dt`, or a one-line :class:`NirError` when the graph has neurons (which need
+    dt) and neither ``dt`` nor the metadata gives one. None for graphs without neurons."""
+    val = graph_dt(graph, dt)
+    if val is None:
+        timed = [n for n, v in graph.nodes.items() if type(v).__name__ in STATEFUL_TYPES]
+        if timed:
+            raise NirError(
+                f"{who}: the graph has neurons ({timed[0]!r}, ...) but no metadata 'dt'; give the "
+                f"time step explicitly (snnTorch and SpikingJelly export with dt = {CONVENTIONAL_DT:g} s)"
+            )
+    return val
 
 
 def meta_str(graph: Any, key: str, default: str) -> str:

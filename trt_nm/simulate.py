@@ -727,22 +727,15 @@ def _toposort(nodes: Mapping[str, Any], edges: list[tuple[str, str]]) -> list[st
 
 
 def graph_dt(graph: Any, dt: float | None = None) -> float | None:
-    """The time step: ``dt`` when given, else ``graph.metadata["dt"]``, else None."""
-    if dt is not None:
-        dt = float(dt)
-        if not (math.isfinite(dt) and dt > 0):
-            raise ConfigError(f"dt must be a positive number of seconds, got {dt}")
-        return dt
-    meta = getattr(graph, "metadata", None) or {}
-    if not isinstance(meta, Mapping) or meta.get("dt") is None:
-        return None
+    """The time step: ``dt`` when given, else ``graph.metadata["dt"]``, else None (one rule for
+    every NIR reader: :func:`trt_nm.nir_validate.graph_dt`), as a :class:`SimulationError`."""
+    from .nir_validate import NirError
+    from .nir_validate import graph_dt as _graph_dt
+
     try:
-        val = float(meta["dt"])
-    except (TypeError, ValueError):
-        raise SimulationError(f"graph metadata 'dt' is not a number: {meta['dt']!r}") from None
-    if not (math.isfinite(val) and val > 0):
-        raise SimulationError(f"graph metadata 'dt' must be > 0, got {val}")
-    return val
+        return _graph_dt(graph, dt)
+    except NirError as exc:
+        raise SimulationError(str(exc)) from None
 
 
 def _meta_str(meta: Any, key: str) -> str | None:
