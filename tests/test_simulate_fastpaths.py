@@ -196,3 +196,22 @@ def test_allocator_policy(monkeypatch):
     assert ok is retain_freed_memory()  # idempotent
     monkeypatch.setenv("TRT_NM_MALLOC", "default")
     assert apply_from_env() is False
+
+
+def test_static_input_detection_is_bitwise():
+    from trt_nm.simulate import _frames_identical
+
+    frame = torch.rand(5, 3)
+    assert _frames_identical(frame.expand(4, 5, 3).contiguous())
+    assert not _frames_identical(frame.unsqueeze(0))  # one step: nothing to reuse
+    nan = frame.clone()
+    nan[0, 0] = float("nan")
+    assert _frames_identical(torch.stack([nan, nan, nan]))  # same bits
+    zero = torch.zeros(3, 7)  # 7 floats: compared as 4-byte words
+    neg = zero.clone()
+    neg[2, 6] = -0.0
+    assert _frames_identical(zero) and not _frames_identical(neg)
+    late = frame.expand(6, 5, 3).contiguous()
+    late[5, 4, 2] += 1.0  # differs only in the last element of the last frame
+    assert not _frames_identical(late)
+    assert _frames_identical(frame.double().expand(3, 5, 3).contiguous())
