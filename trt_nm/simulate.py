@@ -592,7 +592,7 @@ class _Neuron(_Node):
         ``state = (v, i_syn)`` (``[B, ...]`` each; ``i_syn`` only for Cuba nodes) is the state
         before the first of these T steps (None: zeros) and is returned after the last one, so
         consecutive chunks of timesteps continue the same trajectory bit for bit. ``ws`` keeps this
-        node's work buffers (membranes, reset mask) from one call to the next; with ``reuse_out``
+        node's work buffers (the two membrane buffers) from one call to the next; with ``reuse_out``
         the output lives there too (only when no result of an earlier chunk still refers to it).
         The update is
         written with in-place ops into preallocated buffers; every value is rounded exactly as
