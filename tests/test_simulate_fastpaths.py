@@ -172,6 +172,8 @@ def test_results_never_alias_work_buffers(graph_fn):
     assert torch.equal(r1.logits, saved[0]) and torch.equal(r1b.logits, saved[0])
     assert all(torch.equal(r1.spike_trains[k], v) for k, v in saved[1].items())
     assert any(not torch.equal(r2.spike_trains[k], r1.spike_trains[k]) for k in r1.spike_trains)
+    sim.clear_buffers()
+    assert torch.equal(sim(x1).logits, saved[0])
 
 
 def test_threads_share_one_simulator():

@@ -831,6 +831,11 @@ class Simulator:
             if n != self.input_name and not self.preds[n]:
                 raise SimulationError(f"node {n!r} has no incoming edge")
 
+    def clear_buffers(self) -> None:
+        """Free the work buffers kept between calls (this thread's; at most about one chunk's
+        values per node, see :meth:`plan_chunks`). The next call allocates them again."""
+        self._local.__dict__.pop("workspaces", None)
+
     def _bound_integers(self) -> None:
         """Tell pooling nodes when their input is integer-valued (spikes, sums of spikes) and
         how large it can get, so they may add window elements in any order (see ``_Pool``)."""
@@ -955,9 +960,13 @@ class Simulator:
         static_in = _frames_identical(xd)
         ct, cb = self.plan_chunks(xd, chunk_steps, chunk_batch)
         batch_parts = []
-        # per node: buffers reused by every chunk and every call (per thread: a Simulator may be
-        # shared by threads; results never alias them)
-        workspaces: dict[str, _Workspace] = self._local.__dict__.setdefault("workspaces", {})
+        # per node: buffers reused by every chunk and, on the CPU, every call (per thread: a
+        # Simulator may be shared by threads; results never alias them). CUDA's caching
+        # allocator already reuses memory, so there they last one call only.
+        if self.device.type == "cpu":
+            workspaces: dict[str, _Workspace] = self._local.__dict__.setdefault("workspaces", {})
+        else:
+            workspaces = {}
         for b0, b1 in _batch_pieces(B, cb, T):
             xb = xd[:, b0:b1] if b1 - b0 < B else xd
             state: dict[str, Any] = {}  # neuron states carried from one chunk of steps to the next
