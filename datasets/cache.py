@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_nm.atomic import atomic_write_bytes, atomic_write_text
 from trt_nm.errors import TrtNmError
 
 #: bump when the layout or the preprocessing code changes; older entries are rebuilt
@@ -65,24 +65,10 @@ def _ensure_dir(path: Path) -> None:
         raise TrtNmError(f"cannot create cache directory {path}: {exc.strerror or exc}") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (``.npz``) atomically."""
     _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -146,10 +132,7 @@ class SampleCache:
         if not ok:
             for f in self.dir.glob("*.npz"):  # only files this class wrote
                 f.unlink(missing_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix="meta.", suffix=".tmp", dir=self.dir)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.params, fh, sort_keys=True)
-            os.replace(tmp, meta)
+            atomic_write_text(meta, json.dumps(self.params, sort_keys=True))
         self._checked = True
 
     def path(self, i: int) -> Path:

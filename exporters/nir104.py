@@ -10,13 +10,13 @@ dataclasses) and refuses what 1.0.4 cannot express (a nonzero ``v_reset``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trt_nm.atomic import atomic_write_path
 from trt_nm.errors import ConfigError
 
 #: node type -> HDF5 datasets nir 1.0.4 expects besides "type" (its constructor arguments
@@ -105,16 +105,7 @@ def atomic_h5_write(path: str | os.PathLike, write: Callable[[str], None]) -> Pa
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"output path is a directory: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_path(path, write)
 
 
 def write_nir104(graph, path: str | os.PathLike) -> Path:

@@ -22,27 +22,18 @@ def write_nir(graph: Any, path: str | os.PathLike, *, compression: str | None = 
     An existing file at ``path`` is only replaced once the new file is complete.
     ``compression`` is passed to ``nir.write`` ("gzip", "lzf" or None for speed).
     """
-    import tempfile
-
     import nir
+
+    from .atomic import atomic_write_path
 
     validate_graph(graph, where="graph to write")
     path = Path(path)
     if path.is_dir():
         raise NirError(f"output path is a directory: {path}")
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        nir.write(tmp, graph, compression=compression)
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write_path(path, lambda tmp: nir.write(tmp, graph, compression=compression))
     except (OSError, TypeError, ValueError) as exc:
         raise NirError(f"cannot write NIR file {path}: {' '.join(str(exc).split())[:200]}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 

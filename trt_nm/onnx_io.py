@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write_path
 from .errors import ConfigError, MissingDependencyError
 from .nir_validate import NirError
 
@@ -77,15 +78,12 @@ def to_onnx(model: Any, path: str | os.PathLike, *, T: int, batch: int = 1,
     path = Path(path)
     if path.is_dir():
         raise NirError(f"output path is a directory: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+
+    def export(tmp: str) -> None:
         with torch.no_grad():
             torch.onnx.export(
-                wrapper, (x,), str(tmp), input_names=["input"], output_names=out_names,
+                wrapper, (x,), tmp, input_names=["input"], output_names=out_names,
                 dynamic_axes=axes, opset_version=opset, dynamo=False,
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write_path(path, export)

@@ -365,7 +365,7 @@ def check_out_dir(out_dir: str | Path) -> Path:
 
 def write_report(rep: dict[str, Any], out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and PNG plots into ``out_dir``; returns their paths."""
-    from .checkpoint import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     out = check_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -97,12 +97,12 @@ def write_plots(rep: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
-    """Lay out ``fig`` tightly and write it as a PNG at ``path`` (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Lay out ``fig`` tightly and write it as a PNG at ``path`` (atomically, parent folders
+    created)."""
+    from .atomic import atomic_write_bytes
+
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    return path
+    return atomic_write_bytes(path, lambda fh: fig.savefig(fh, dpi=dpi, format="png"))
 
 
 def _save(fig, path: Path, plt) -> Path:

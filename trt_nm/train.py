@@ -27,13 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
-from .checkpoint import (
-    atomic_write_bytes,
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-)
+from .atomic import atomic_write_bytes
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .losses import Loss

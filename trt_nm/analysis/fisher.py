@@ -164,7 +164,7 @@ def fisher_loader(dataset, batch_size: int, seed: int = 0) -> torch.utils.data.D
 # ---------------------------------------------------------------------- files
 def write_fisher_json(path: str | Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
     """Write ``{"meta": ..., "records": [{"epoch": e, "trace": [...], "centroid": c, ...}]}``."""
-    from ..checkpoint import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     text = json.dumps({"meta": meta, "records": records}, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))

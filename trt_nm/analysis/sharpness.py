@@ -353,7 +353,7 @@ def plot_sharpness(path: str | Path, result: SharpnessResult, title: str = "") -
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomic JSON write."""
-    from ..checkpoint import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     text = json.dumps(payload, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))

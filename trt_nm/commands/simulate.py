@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
-        from trt_nm.checkpoint import atomic_write_bytes
+        from trt_nm.atomic import atomic_write_bytes
         from trt_nm.report import check_out_dir
 
         check_out_dir(Path(args.json).parent)
