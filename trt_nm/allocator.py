@@ -6,8 +6,8 @@ few MiB to the operating system (``munmap``, or trimming the top of the heap onc
 tensor of that size is fresh memory: one page fault per 4 KiB on first touch. A CPU
 convolution makes two such blocks per call (its blocked-layout temporary and its output); in
 a tight loop over timesteps the faults can cost more than the arithmetic (measured: cnn-small's
-first convolution, 64 x 32 x 28 x 28 output, 7.3 ms per call with a fault on every page vs
-1.4 ms without, one core, ``bench/sim_throughput.py``). PyTorch's CPU performance guide
+first convolution, 64 x 32 x 28 x 28 output, one thread, in a loop: 7.3 ms per call with a fault
+on every page vs 0.6 ms with freed memory retained). PyTorch's CPU performance guide
 recommends preloading jemalloc or tcmalloc for this; :func:`retain_freed_memory` gets the same
 effect from glibc itself by raising two thresholds with ``mallopt``.
 
