@@ -252,3 +252,40 @@ def test_simulator_equals_exported_network_bitwise(arch):
         for name, s in spikes.items():
             assert torch.equal(res.spike_trains[name], s), (backend, name)
         assert sum(float(s.sum()) for s in spikes.values()) > 0
+
+
+@pytest.mark.parametrize("arch", list_models())
+@pytest.mark.parametrize("backend", ["torch", "snntorch"])
+def test_fold_batchnorm_is_the_exact_pytorch_twin(arch, backend):
+    """``fold_batchnorm(model)`` runs the export's arithmetic in the original model structure:
+    the simulator reproduces its logits and every spike bit for bit, with realistic BN."""
+    if backend != "torch" and arch in ("vggsnn", "sew-resnet34"):
+        pytest.skip("large nets on the torch backend only")
+    torch.manual_seed(6)
+    size = SIZES[arch]
+    T, B = 4, 20
+    model = build_model(arch, backend=backend, input_size=size, in_channels=2, T=T).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.6, 1.6)
+            m.bias.data.uniform_(-0.1, 0.4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    twin = trt_nm.fold_batchnorm(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
+    x = (torch.rand(T, B, 2, *size) < 0.35).float() * 1.5
+    spikes: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: spikes.__setitem__(n.replace(".", "_"), o.detach().clone()))
+             for n, m in twin.neurons()]
+    with torch.no_grad():
+        out = twin(x)
+        orig = model(x)
+    for h in hooks:
+        h.remove()
+    res = Simulator(to_nir(model), state_bytes=2**14)(x, record=True)
+    assert torch.equal(out, res.logits)
+    assert (out - orig).abs().max().item() <= 1e-4
+    for name, s in spikes.items():
+        assert torch.equal(res.spike_trains[name], s), name
+    assert sum(float(s.sum()) for s in spikes.values()) > 0

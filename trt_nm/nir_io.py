@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .nir_export import to_nir
+from .nir_export import fold_batchnorm, to_nir
 from .nir_import import NIRNetwork, from_nir
 from .nir_validate import NirError, read_nir, validate_graph
 
@@ -37,4 +37,4 @@ def write_nir(graph: Any, path: str | os.PathLike, *, compression: str | None = 
     return path
 
 
-__all__ = ["to_nir", "from_nir", "read_nir", "write_nir", "validate_graph", "NirError", "NIRNetwork"]
+__all__ = ["to_nir", "fold_batchnorm", "from_nir", "read_nir", "write_nir", "validate_graph", "NirError", "NIRNetwork"]
