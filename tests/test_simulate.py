@@ -7,6 +7,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from conftest import randomise_bn
 
 import trt_nm
 from trt_nm.models import build_model, list_models
@@ -14,15 +15,6 @@ from trt_nm.nir_io import from_nir, to_nir
 from trt_nm.simulate import SimulationError, Simulator, concat_results, simulate
 
 SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
-
-
-def _randomise_bn(model: torch.nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.6, 1.6)
-            m.bias.data.uniform_(-0.1, 0.4)
 
 
 def _hooked_run(model, x):
@@ -43,7 +35,7 @@ def test_zoo_matches_backends(arch, backend):
         pytest.skip("large nets checked on the torch backend; backends agree with torch (test_backends)")
     size = SIZES[arch]
     model = build_model(arch, backend=backend, input_size=size, in_channels=2, T=3).eval()
-    _randomise_bn(model)
+    randomise_bn(model)
     x = (torch.rand(3, 3, 2, *size) < 0.4).float() * 1.5
     ref, ref_spikes = _hooked_run(model, x)
     res = simulate(to_nir(model), x, record=True, count_ops=False)
@@ -263,7 +255,7 @@ def test_chunked_execution_is_bit_identical(coding):
     and LI) give exactly the unchunked result, for residual graphs too."""
     torch.manual_seed(0)
     model = build_model("resnet19", input_size=(8, 8), in_channels=2, T=4).eval()
-    _randomise_bn(model)
+    randomise_bn(model)
     cases = ((to_nir(model), (2, 8, 8), 4, [(0, 2), (2, 4)]),
              (_hand_graph(), (2, 6, 6), 7, [(0, 2), (2, 4), (4, 7)]))
     for graph, shape, T, chunks in cases:

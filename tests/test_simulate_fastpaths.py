@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomise_bn
 
 import trt_nm
 from trt_nm.allocator import apply_from_env, retain_freed_memory
@@ -228,12 +229,7 @@ def test_simulator_equals_exported_network_bitwise(arch):
     size = SIZES[arch]
     T, B = 4, 20
     model = build_model(arch, input_size=size, in_channels=2, T=T).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.6, 1.6)
-            m.bias.data.uniform_(-0.1, 0.4)
+    randomise_bn(model)
     graph = to_nir(model)
     x = (torch.rand(T, B, 2, *size) < 0.35).float() * 1.5
     res = Simulator(graph, state_bytes=2**14)(x, record=True)
@@ -265,12 +261,7 @@ def test_fold_batchnorm_is_the_exact_pytorch_twin(arch, backend):
     size = SIZES[arch]
     T, B = 4, 20
     model = build_model(arch, backend=backend, input_size=size, in_channels=2, T=T).eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.6, 1.6)
-            m.bias.data.uniform_(-0.1, 0.4)
+    randomise_bn(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     twin = trt_nm.fold_batchnorm(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # original untouched
