@@ -36,9 +36,6 @@ def cli():
 
 def randomise_bn(model: torch.nn.Module) -> None:
     """Realistic, non-dyadic BatchNorm statistics (every layer fires; folding rounds)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.6, 1.6)
-            m.bias.data.uniform_(-0.1, 0.4)
+    from trt_nm.models import randomize_batchnorm
+
+    randomize_batchnorm(model)

@@ -253,8 +253,10 @@ def test_simulator_equals_exported_network_bitwise(arch):
 @pytest.mark.parametrize("arch", list_models())
 @pytest.mark.parametrize("backend", ["torch", "snntorch"])
 def test_fold_batchnorm_is_the_exact_pytorch_twin(arch, backend):
-    """``fold_batchnorm(model)`` runs the export's arithmetic in the original model structure:
-    the simulator reproduces its logits and every spike bit for bit, with realistic BN."""
+    """Evaluating without autograd, a zoo model uses the export's folded BatchNorm arithmetic
+    (trt_nm.bn_fold), and ``fold_batchnorm(model)`` does in every mode: the simulator reproduces
+    both models' logits and every spike bit for bit, with realistic BN. With autograd the
+    original model runs the differentiable ``bn(conv(x))`` (close, not bitwise)."""
     if backend != "torch" and arch in ("vggsnn", "sew-resnet34"):
         pytest.skip("large nets on the torch backend only")
     torch.manual_seed(6)
@@ -272,11 +274,15 @@ def test_fold_batchnorm_is_the_exact_pytorch_twin(arch, backend):
     with torch.no_grad():
         out = twin(x)
         orig = model(x)
+    with torch.enable_grad():
+        unfolded = model(x)
+        twin_grad = twin(x)
     for h in hooks:
         h.remove()
     res = Simulator(to_nir(model), state_bytes=2**14)(x, record=True)
-    assert torch.equal(out, res.logits)
-    assert (out - orig).abs().max().item() <= 1e-4
+    assert torch.equal(out, res.logits) and torch.equal(orig, res.logits)
+    assert torch.equal(twin_grad.detach(), res.logits)  # the twin is folded with autograd too
+    assert (unfolded.detach() - orig).abs().max().item() <= 1e-4
     for name, s in spikes.items():
         assert torch.equal(res.spike_trains[name], s), name
     assert sum(float(s.sum()) for s in spikes.values()) > 0

@@ -25,7 +25,7 @@ _LAZY = {
     "sdt_loss": "trt_nm.losses",
     "Trainer": "trt_nm.train",
     "to_nir": "trt_nm.nir_io",
-    "fold_batchnorm": "trt_nm.nir_io",
+    "fold_batchnorm": "trt_nm.bn_fold",
     "from_nir": "trt_nm.nir_io",
     "read_nir": "trt_nm.nir_io",
     "write_nir": "trt_nm.nir_io",

@@ -24,64 +24,17 @@ def _np(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:
 
 
 def _fold(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
-    """Weight and bias of ``bn(layer(x))`` (float64 maths, returned in the layer's dtype)."""
-    dtype = np.dtype(str(layer.weight.dtype).replace("torch.", ""))
-    w = layer.weight.detach().cpu().to(torch.float64)
-    b = None if layer.bias is None else layer.bias.detach().cpu().to(torch.float64)
-    if bn is not None:
-        if bn.running_mean is None or bn.running_var is None:
-            raise NirError("cannot fold a BatchNorm without running statistics into NIR")
-        scale = torch.ones_like(bn.running_var, dtype=torch.float64) if bn.weight is None else bn.weight.detach().to(torch.float64)
-        shift = torch.zeros_like(scale) if bn.bias is None else bn.bias.detach().to(torch.float64)
-        k = scale / torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
-        w = w * k.reshape(-1, *([1] * (w.dim() - 1)))
-        b0 = torch.zeros_like(k) if b is None else b
-        b = (b0 - bn.running_mean.detach().to(torch.float64)) * k + shift
-    return w.numpy().astype(dtype), None if b is None else b.numpy().astype(dtype), dtype
+    """Weight and bias of ``bn(layer(x))`` as numpy arrays in the layer's dtype
+    (:func:`trt_nm.bn_fold.folded_params`: the arithmetic the zoo models evaluate with)."""
+    from .bn_fold import folded_params
+    from .errors import ConfigError
 
-
-def _bn_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
-    """Every ``(conv_or_linear, batchnorm)`` pair the exporter folds: consecutive children of a
-    sequential container, and the ``conv1/bn1``, ``conv2/bn2`` pairs of a ResNet block."""
-    from .models import BasicBlock
-
-    pairs = []
-    for module in model.modules():
-        if isinstance(module, nn.Sequential):
-            children = list(module.children())
-            pairs += [(a, b) for a, b in zip(children, children[1:])
-                      if isinstance(a, (nn.Conv2d, nn.Linear)) and isinstance(b, nn.modules.batchnorm._BatchNorm)]
-        elif isinstance(module, BasicBlock):
-            pairs += [(module.conv1, module.bn1), (module.conv2, module.bn2)]
-    return pairs
-
-
-@torch.no_grad()
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` (eval mode) computing what its NIR export computes: every BatchNorm
-    folded into the preceding convolution/linear layer exactly as :func:`to_nir` folds it (the
-    same float64 maths, rounded once), and the BatchNorm left as an exact identity (gain 1,
-    shift 0, ``eps`` 0). The simulator reproduces this model's spikes bit for bit; the original
-    model computes ``bn(conv(x))``, which rounds differently in the last bit.
-    """
-    import copy
-
-    folded = copy.deepcopy(model).eval()
-    for layer, bn in _bn_pairs(folded):
-        w, b, _ = _fold(layer, bn)
-        layer.weight.copy_(torch.from_numpy(w))
-        if layer.bias is None:
-            layer.bias = nn.Parameter(torch.from_numpy(b).to(layer.weight.device))
-        else:
-            layer.bias.copy_(torch.from_numpy(b))
-        bn.running_mean.zero_()
-        bn.running_var.fill_(1.0)
-        bn.eps = 0.0
-        if bn.weight is not None:
-            bn.weight.fill_(1.0)
-        if bn.bias is not None:
-            bn.bias.zero_()
-    return folded
+    try:
+        w, b = folded_params(layer, bn)
+    except ConfigError as exc:
+        raise NirError(f"{exc} into NIR") from None
+    dtype = np.dtype(str(w.dtype).replace("torch.", ""))
+    return w.cpu().numpy(), None if b is None else b.cpu().numpy(), dtype
 
 
 class _Builder:

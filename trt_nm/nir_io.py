@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .nir_export import fold_batchnorm, to_nir
+from .bn_fold import fold_batchnorm
+from .nir_export import to_nir
 from .nir_import import NIRNetwork, from_nir
 from .nir_validate import NirError, read_nir, validate_graph
 

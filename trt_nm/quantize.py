@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .bn_fold import weight_bn_pairs
 from .errors import ConfigError
 from .train import Callback
 
@@ -200,21 +201,6 @@ def quantize_graph(
 
 
 # --------------------------------------------------------------------------- model level
-
-
-def weight_bn_pairs(model: nn.Module) -> list[tuple[nn.Module, nn.Module | None]]:
-    """Every Conv/Linear module with the BatchNorm that directly follows it (or None)."""
-    pairs: list[tuple[nn.Module, nn.Module | None]] = []
-    seen: set[int] = set()
-    for mod in model.modules():
-        children = list(mod.children())
-        for i, c in enumerate(children):
-            if isinstance(c, (nn.Conv1d, nn.Conv2d, nn.Linear)) and id(c) not in seen:
-                nxt = children[i + 1] if i + 1 < len(children) else None
-                bn = nxt if isinstance(nxt, nn.modules.batchnorm._BatchNorm) else None
-                pairs.append((c, bn))
-                seen.add(id(c))
-    return pairs
 
 
 def _bn_gain(bn: nn.Module | None, like: torch.Tensor) -> torch.Tensor:
