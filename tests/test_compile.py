@@ -80,3 +80,19 @@ def test_no_graph_breaks(backend: str) -> None:
     explanation = torch._dynamo.explain(model)(torch.rand(2, 2, 1, 8, 8))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+def test_eval_folded_batchnorm_compiles_without_graph_breaks() -> None:
+    """Evaluation (eval mode, no autograd) runs the folded BatchNorm arithmetic; under
+    torch.compile it is traced too (no graph break) and stays bit-identical to eager."""
+    from trt_nm.models import randomize_batchnorm
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model("resnet19", T=2, input_size=(8, 8), in_channels=2)).eval()
+    x = (torch.rand(2, 3, 2, 8, 8) < 0.4).float() * 1.5
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        compiled = torch.compile(model, backend="aot_eager")
+        assert torch.equal(compiled(x), model(x))
