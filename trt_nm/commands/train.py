@@ -132,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
         get_model_entry(args.arch)
         cfg = config_from_args(args, args.out or "runs/train")
     trainer = Trainer(cfg, progress=False if args.quiet else None)
-    result = trainer.fit(resume=args.resume)
+    try:
+        result = trainer.fit(resume=args.resume)
+    finally:
+        from trt_nm.distributed import shutdown
+
+        shutdown()  # all ranks leave together (not at interpreter exit, in any order)
     if not trainer.dist.is_main:  # under torchrun only rank 0 reports
         return 0
     per_t = ", ".join(f"t={t + 1}: {a:.2f}%" for t, a in enumerate(result.final_acc_per_t))
