@@ -136,11 +136,9 @@ def graph_dt(graph, dt: float | None = None) -> float | None:
 
 def graph_reset(graph) -> str:
     """The reset rule of the graph's LIF nodes: ``metadata["reset"]`` or NIR's ``"zero"``."""
-    meta = getattr(graph, "metadata", None) or {}
-    r = meta.get("reset", "zero")
-    if isinstance(r, bytes):
-        r = r.decode()
-    return str(r)
+    from trt_nm.nir_validate import meta_str
+
+    return meta_str(graph, "reset", "zero")
 
 
 def topological_order(graph) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from .nir_validate import NirError, validate_graph
@@ -19,11 +18,7 @@ from .nir_validate import NirError, validate_graph
 RESET_MODES = ("error", "metadata")
 
 
-def _np(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    return t.detach().cpu().to(torch.float64).numpy().astype(dtype)
-
-
-def _fold(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+def _fold(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Weight and bias of ``bn(layer(x))`` as numpy arrays in the layer's dtype
     (:func:`trt_nm.bn_fold.folded_params`: the arithmetic the zoo models evaluate with)."""
     from .bn_fold import folded_params
@@ -33,8 +28,7 @@ def _fold(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarra
         w, b = folded_params(layer, bn)
     except ConfigError as exc:
         raise NirError(f"{exc} into NIR") from None
-    dtype = np.dtype(str(w.dtype).replace("torch.", ""))
-    return w.cpu().numpy(), None if b is None else b.cpu().numpy(), dtype
+    return w.cpu().numpy(), None if b is None else b.cpu().numpy()
 
 
 class _Builder:
@@ -75,7 +69,7 @@ class _Builder:
         return self.add(name, node, srcs)
 
     def affine(self, name: str, layer: nn.Module, bn: nn.Module | None, shape, srcs):
-        w, b, _ = _fold(layer, bn)
+        w, b = _fold(layer, bn)
         if isinstance(layer, nn.Linear):
             if len(shape) != 1:
                 raise NirError(f"Linear {name!r} receives a {len(shape)}-d input; flatten first")

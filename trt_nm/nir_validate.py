@@ -228,8 +228,10 @@ def require_dt(graph: Any, dt: float | None = None, *, who: str = "this graph") 
 
 
 def meta_str(graph: Any, key: str, default: str) -> str:
-    """A string metadata entry (decoded from bytes/numpy as nir.read returns it)."""
-    v = (getattr(graph, "metadata", None) or {}).get(key, default)
+    """A string metadata entry (decoded from bytes/numpy as nir.read returns it); ``default``
+    when absent or when the metadata is not a mapping."""
+    meta = getattr(graph, "metadata", None) or {}
+    v = meta.get(key, default) if isinstance(meta, Mapping) else default
     if isinstance(v, bytes):
         v = v.decode("utf8", "replace")
     if isinstance(v, np.ndarray):

@@ -58,6 +58,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, TrtNmError
+from .nir_nodes import arr, lif_coefficients
+from .nir_validate import NirError, _find_cycles, meta_str, topological_order
+from .nir_validate import graph_dt as _graph_dt
 
 #: node type names the simulator runs
 SUPPORTED_NODES = (
@@ -178,16 +181,12 @@ def _dtype_of(name: str) -> torch.dtype:
 
 
 def _arr(value: Any) -> torch.Tensor:
-    """A NIR parameter (numpy array or scalar) as a float64 CPU tensor."""
-    import numpy as np
-
-    return torch.as_tensor(np.asarray(value, dtype=np.float64))
+    """A NIR parameter (numpy array, tensor or scalar) as a float64 CPU tensor."""
+    return torch.as_tensor(arr(value))
 
 
 def _ints(value: Any, n: int) -> tuple[int, ...]:
     """int, sequence or numpy array -> tuple of n ints."""
-    import numpy as np
-
     a = np.asarray(value).reshape(-1).astype(np.int64).tolist()
     if len(a) == 1:
         a = a * n
@@ -558,10 +557,9 @@ class _Neuron(_Node):
         k = self.kind
         c = lambda v: _Coef(v, dtype, device)  # noqa: E731
         if k in ("LIF", "LI"):
-            from .nir_nodes import lif_coefficients  # the one place the NIR Euler maths lives
-
             if (_arr(node.tau) <= 0).any():
                 raise SimulationError(f"node {name!r}: tau must be > 0")
+            # the one place the NIR Euler maths lives: nir_nodes.lif_coefficients
             co = {key: _arr(v) for key, v in lif_coefficients(node.tau, node.r, node.v_leak, dt).items()}
             self.decay, self.in_scale, self.leak = c(co["beta"]), c(co["gain"]), c(co["bias"])
         elif k in ("IF", "I"):
@@ -580,6 +578,19 @@ class _Neuron(_Node):
             self.thr = c(_arr(node.v_threshold))
             vr = getattr(node, "v_reset", None)
             self.v_reset = c(_arr(0.0 if vr is None else vr).expand_as(_arr(node.v_threshold)).clone())
+        # which exact shortcuts the update may take, fixed by the node's coefficients
+        self.cuba = k.startswith("Cuba")
+        self.unit_scale = self.in_scale.is_(1.0)
+        self.unit_decay = self.decay.is_(1.0)
+        self.no_leak = self.leak.is_(0.0)
+        # decay a power of two: decay*v is exact, so one fused pass x + decay*v (torch uses an
+        # FMA there) rounds exactly like the two passes decay*v, then + x
+        m = math.frexp(self.decay.scalar)[0] if self.decay.uniform else 0.0
+        self.fused_decay = abs(m) == 0.5 and not self.unit_decay
+        self.zero_reset = self.spiking and self.v_reset.is_(0.0) and reset != "subtract"
+        # a fresh zero-reset LIF without input scaling or leak starts from v = 0, so its first
+        # h = decay*0 + x is x itself (up to the sign of a zero): the first step reads x directly
+        self.first_step_is_input = self.zero_reset and not self.cuba and self.unit_scale and self.no_leak
 
     def run(
         self, x: torch.Tensor, T: int, static: bool = False,
@@ -594,19 +605,16 @@ class _Neuron(_Node):
         consecutive chunks of timesteps continue the same trajectory bit for bit. ``ws`` keeps this
         node's work buffers (the two membrane buffers) from one call to the next; with ``reuse_out``
         the output lives there too (only when no result of an earlier chunk still refers to it).
-        The update is
-        written with in-place ops into preallocated buffers; every value is rounded exactly as
-        in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
+        The update is written with in-place ops into preallocated buffers; every value is rounded
+        exactly as in ``h = decay*v + scale*x (+ leak)`` evaluated op by op.
         """
         shape = tuple(x.shape[1:])
         B = x.shape[0] if static else x.shape[0] // T
         xs = None if static else x.reshape(T, B, *shape)
-        cuba = self.kind.startswith("Cuba")
+        cuba, unit_scale, unit_decay, no_leak = self.cuba, self.unit_scale, self.unit_decay, self.no_leak
+        zero_reset = self.zero_reset
         ws = _Workspace() if ws is None else ws
-        # a fresh zero-reset LIF without input scaling or leak starts from v = 0, so its first
-        # h = decay*0 + x is x itself (up to the sign of a zero): the first step reads x directly
-        shortcut = (state is None and self.spiking and not cuba and self.in_scale.is_(1.0)
-                    and self.leak.is_(0.0) and self.v_reset.is_(0.0) and self.reset != "subtract")
+        shortcut = state is None and self.first_step_is_input
         if state is None:
             v = ws.get("v", (B, *shape), x)
             if not shortcut:
@@ -618,18 +626,10 @@ class _Neuron(_Node):
         decay, scale, leak = self.decay.shaped(v), self.in_scale.shaped(v), self.leak.shaped(v)
         if cuba:
             sdec, sin = self.syn_decay.shaped(v), self.syn_in.shaped(v)
-        unit_scale = self.in_scale.is_(1.0)
-        unit_decay = self.decay.is_(1.0)
-        no_leak = self.leak.is_(0.0)
         if self.spiking:
             thr, vr = self.thr.shaped(v), self.v_reset.shaped(v)
-            zero_reset = self.v_reset.is_(0.0) and self.reset != "subtract"
             h = ws.get("h", v.shape, x)
             fired = None if zero_reset else torch.empty(v.shape, dtype=torch.bool, device=v.device)
-        # decay a power of two: decay*v is exact, so one fused pass x + decay*v (torch uses an
-        # FMA there) rounds exactly like the two passes decay*v, then + x
-        m, _ = math.frexp(self.decay.scalar) if self.decay.uniform else (0.0, 0)
-        fused_decay = abs(m) == 0.5 and not unit_decay
         scaled = None
         if static and not cuba and not unit_scale:
             scaled = scale * x  # the same scaled input at every step
@@ -652,7 +652,7 @@ class _Neuron(_Node):
             dst = h if self.spiking else out[t]
             if unit_decay:
                 torch.add(v, inp, out=dst)
-            elif fused_decay:
+            elif self.fused_decay:
                 torch.add(inp, v, alpha=decay, out=dst)  # type: ignore[arg-type]
             else:
                 torch.mul(v, decay, out=dst)
@@ -722,8 +722,6 @@ def _toposort(nodes: Mapping[str, Any], edges: list[tuple[str, str]]) -> list[st
     """Execution order of a feed-forward graph; missing nodes and cycles are SimulationErrors."""
     from types import SimpleNamespace
 
-    from .nir_validate import _find_cycles, topological_order
-
     for a, b in edges:
         if a not in nodes or b not in nodes:
             missing = a if a not in nodes else b
@@ -742,24 +740,10 @@ def _toposort(nodes: Mapping[str, Any], edges: list[tuple[str, str]]) -> list[st
 def graph_dt(graph: Any, dt: float | None = None) -> float | None:
     """The time step: ``dt`` when given, else ``graph.metadata["dt"]``, else None (one rule for
     every NIR reader: :func:`trt_nm.nir_validate.graph_dt`), as a :class:`SimulationError`."""
-    from .nir_validate import NirError
-    from .nir_validate import graph_dt as _graph_dt
-
     try:
         return _graph_dt(graph, dt)
     except NirError as exc:
         raise SimulationError(str(exc)) from None
-
-
-def _meta_str(meta: Any, key: str) -> str | None:
-    if not isinstance(meta, Mapping) or key not in meta:
-        return None
-    v = meta[key]
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, bytes):
-        v = v.decode()
-    return str(v)
 
 
 class Simulator:
@@ -800,10 +784,8 @@ class Simulator:
         edges = getattr(graph, "edges", None)
         if not isinstance(nodes, Mapping) or edges is None:
             raise SimulationError("not a NIR graph (no nodes/edges)")
-        meta = getattr(graph, "metadata", None) or {}
-        self.metadata = dict(meta) if isinstance(meta, Mapping) else {}
         self.dt = graph_dt(graph, dt)
-        reset = _meta_str(self.metadata, "reset") or "zero"
+        reset = meta_str(graph, "reset", "zero")
         if reset not in ("zero", "subtract"):
             raise SimulationError(f"graph metadata reset {reset!r} is not 'zero' or 'subtract'")
         self.reset = reset
