@@ -1,6 +1,6 @@
 """Does TRT help? Train one architecture with TRT, TET and SDT on the same data, seeds and budget.
 
-For every (dataset, loss, seed) the script trains with :class:`trt_nm.train.Trainer` and
+For every (dataset, loss, seed) the script trains with :class:`trt_nm.training.trainer.Trainer` and
 measures, on the final weights:
 
 * test accuracy after the last epoch and the best over epochs (%), per-timestep test accuracy;
@@ -45,8 +45,8 @@ from trt_nm.datasets import dataset_info, get_dataset
 from trt_nm.early_exit import calibrate, evaluate_exit
 from trt_nm.errors import TrtNmError
 from trt_nm.losses import Loss
-from trt_nm.metrics import cumulative_mean
-from trt_nm.train import Trainer, evaluate, resolve_device, to_time_major
+from trt_nm.metrics.accuracy import cumulative_mean
+from trt_nm.training.trainer import Trainer, evaluate, resolve_device, to_time_major
 
 QUICK = {"epochs": 1, "train_limit": 64, "test_limit": 50, "val_limit": 50, "seeds": "0,1",
          "fisher_batches": 1, "sharp_samples": 16, "sharp_iters": 2, "slice_points": 3, "batch_size": 32}

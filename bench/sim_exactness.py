@@ -3,7 +3,7 @@ tests do not reach.
 
 For every architecture (realistic random BatchNorm statistics), binary and static input, and
 each backend, the model runs with forward hooks on its neurons (eval mode, no autograd) and
-its NIR export runs through ``trt_nm.simulate.Simulator`` with a small batch-piece budget (so
+its NIR export runs through ``trt_nm.sim.engine.Simulator`` with a small batch-piece budget (so
 chunking is exercised); the script prints the largest logit difference and how many of all
 spikes differ.
 
@@ -29,8 +29,8 @@ def _csv(kind):
 def check(arch: str, backend: str, coding: str, T: int, B: int, seed: int) -> tuple[float, int, int, float]:
     """``(max |dlogit|, differing spikes, total spikes, simulator seconds)``."""
     from trt_nm.models import build_model, randomize_batchnorm
-    from trt_nm.nir_io import to_nir
-    from trt_nm.simulate import Simulator
+    from trt_nm.nir.io import to_nir
+    from trt_nm.sim.engine import Simulator
 
     torch.manual_seed(seed)
     size = SIZES[arch]

@@ -16,7 +16,7 @@ other kernels, whose float rounding differs); ``chunk`` = steps x samples per ch
 ``unchunked`` = the simulator with chunking off (the whole T*B batch at once); ``+SynOps`` =
 with synaptic-operation counting. Timings of one configuration are interleaved and repeated;
 the best (least disturbed) of each is kept. ``--malloc retain`` (default) applies
-``trt_nm.allocator.retain_freed_memory`` to the process, as the ``trt-nm`` CLI does.
+``trt_nm.sim.allocator.retain_freed_memory`` to the process, as the ``trt-nm`` CLI does.
 
     python bench/sim_throughput.py [--arch mlp,cnn-small] [--T 4,20] [--batch 1,64]
                                    [--inputs static,dynamic] [--repeats 5] [--min-time 0.3] [--threads N]
@@ -121,8 +121,8 @@ def _weight_kernel_seconds(fn, calls: int = 3) -> float:
 def bench_one(arch: str, T: int, batch: int, coding: str, repeats: int, min_time: float) -> dict:
     """Samples/s of nirtorch, the simulator (chunked; unchunked), and with SynOp counting."""
     from trt_nm.models import build_model
-    from trt_nm.nir_io import to_nir
-    from trt_nm.simulate import Simulator
+    from trt_nm.nir.io import to_nir
+    from trt_nm.sim.engine import Simulator
 
     torch.manual_seed(0)
     model = build_model(arch, T=T).eval()
@@ -166,12 +166,12 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=0.3, help="seconds per timing (loops short calls)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",
-                   help="retain: glibc keeps freed memory (trt_nm.allocator, as the trt-nm CLI does); "
+                   help="retain: glibc keeps freed memory (trt_nm.sim.allocator, as the trt-nm CLI does); "
                         "default: the C library's own policy. Either way it holds for both interpreters")
     args = p.parse_args()
     policy = "default"
     if args.malloc == "retain":
-        from trt_nm.allocator import retain_freed_memory
+        from trt_nm.sim.allocator import retain_freed_memory
 
         policy = "retain" if retain_freed_memory() else "default (retain unavailable: not glibc)"
     print(f"malloc policy: {policy} (the same for both interpreters: one process)")

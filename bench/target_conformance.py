@@ -105,7 +105,7 @@ def _scale_weights(model, gain: float) -> None:
 def speck_model(gain: float):
     from trt_nm.config import NeuronConfig
     from trt_nm.models import build_model
-    from trt_nm.nir_io import to_nir
+    from trt_nm.nir.io import to_nir
 
     torch.manual_seed(0)
     m = build_model("cnn-small", num_classes=8, in_channels=2, T=8, input_size=(8, 8),
@@ -118,7 +118,7 @@ def speck_model(gain: float):
 def xylo_model(gain: float):
     from trt_nm.config import NeuronConfig
     from trt_nm.models import build_model
-    from trt_nm.nir_io import to_nir
+    from trt_nm.nir.io import to_nir
 
     torch.manual_seed(0)
     m = build_model("mlp", num_classes=8, in_channels=1, T=8, input_size=(4, 4), hidden=(64, 32),
@@ -161,7 +161,7 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", choices=["sinabs", "rockpool"])
     args = ap.parse_args()
     from trt_nm.exporters import get_exporter
-    from trt_nm.simulate import simulate
+    from trt_nm.sim.engine import simulate
 
     cases = {
         "sinabs": ("speck", lambda: speck_model(args.speck_gain), ["avgpool-to-sumpool", "leak-to-iaf"]),

@@ -42,7 +42,7 @@ import torch
 from trt_nm.config import NeuronConfig
 from trt_nm.losses import Loss
 from trt_nm.models import SpikingModel, SpikingSequential, build_model, get_model_entry
-from trt_nm.neuron import SpikingNeuron
+from trt_nm.neuron.lif import SpikingNeuron
 
 
 @dataclass(frozen=True)

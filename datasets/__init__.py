@@ -7,7 +7,7 @@ time-major samples ``[T, C, H, W]`` (``[T, F]`` for audio-like data) with intege
 
 from __future__ import annotations
 
-from .registry import (
+from trt_nm.datasets.registry import (
     DatasetInfo,
     dataset_info,
     download_dataset,
@@ -18,10 +18,10 @@ from .registry import (
 )
 
 # importing the recipe modules registers them
-from . import mnist5k  # noqa: E402,F401  isort: skip
-from . import nmnist5k  # noqa: E402,F401  isort: skip
-from . import neuromorphic  # noqa: E402,F401  isort: skip
-from . import vision  # noqa: E402,F401  isort: skip
+from trt_nm.datasets import mnist5k  # noqa: E402,F401  isort: skip
+from trt_nm.datasets import nmnist5k  # noqa: E402,F401  isort: skip
+from trt_nm.datasets import neuromorphic  # noqa: E402,F401  isort: skip
+from trt_nm.datasets import vision  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DatasetInfo",

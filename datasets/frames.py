@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from trt_nm.datasets.cache import SampleCache
+from trt_nm.datasets.errors import DatasetFileError
 from trt_nm.errors import TrtNmError, require
-
-from .cache import SampleCache
-from .errors import DatasetFileError
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from trt_nm.datasets.registry import DatasetInfo, register_dataset
 from trt_nm.errors import ConfigError, MissingDependencyError, TrtNmError
-
-from .registry import DatasetInfo, register_dataset
 
 SPLIT_SIZES = {"train": 360, "val": 40, "test": 100}  # per class
 ENCODINGS = ("direct", "poisson")

@@ -32,13 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from trt_nm.datasets.augment import FlipShift
+from trt_nm.datasets.cache import SampleCache
+from trt_nm.datasets.errors import DatasetFileError, MissingDatasetError
+from trt_nm.datasets.frames import CachedFrameDataset, events_to_frames
+from trt_nm.datasets.registry import DatasetInfo, register_dataset
 from trt_nm.errors import ConfigError, MissingDependencyError, TrtNmError, require
-
-from .augment import FlipShift
-from .cache import SampleCache
-from .errors import DatasetFileError, MissingDatasetError
-from .frames import CachedFrameDataset, events_to_frames
-from .registry import DatasetInfo, register_dataset
 
 PAPER_SIZE = (48, 48)  # CIFAR10-DVS / N-Caltech101 frames in the paper
 NCALTECH_SENSOR = (240, 180, 2)  # largest N-Caltech101 recording (x < 240, y < 180)

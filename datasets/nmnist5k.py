@@ -16,11 +16,11 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .cache import cached_arrays
-from .frames import FrameDataset, events_to_frames
-from .mnist5k import SPLIT_SIZES, load_mnist5k_arrays, split_indices
-from .registry import DatasetInfo, register_dataset
-from .saccade import SaccadeConfig, saccade_events, to_structured
+from trt_nm.datasets.cache import cached_arrays
+from trt_nm.datasets.frames import FrameDataset, events_to_frames
+from trt_nm.datasets.mnist5k import SPLIT_SIZES, load_mnist5k_arrays, split_indices
+from trt_nm.datasets.registry import DatasetInfo, register_dataset
+from trt_nm.datasets.saccade import SaccadeConfig, saccade_events, to_structured
 
 SENSOR_SIZE = (34, 34, 2)
 

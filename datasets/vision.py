@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from trt_nm.datasets.augment import CropFlipCutout
+from trt_nm.datasets.errors import DatasetFileError, MissingDatasetError
+from trt_nm.datasets.registry import DatasetInfo, register_dataset
 from trt_nm.errors import ConfigError, require
-
-from .augment import CropFlipCutout
-from .errors import DatasetFileError, MissingDatasetError
-from .registry import DatasetInfo, register_dataset
 
 ENCODINGS = ("direct", "poisson")
 STATS = {

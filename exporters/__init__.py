@@ -6,11 +6,10 @@ lives in its own module (``loihi2``, ``spinnaker2``, ``speck``, ``xylo``, ``gene
 
 from __future__ import annotations
 
+from trt_nm.exporters.base import Exporter, ExportResult, TargetViolation
+from trt_nm.exporters.check import CheckReport, ResourceEstimate, Violation, check_graph
+from trt_nm.exporters.profile import TargetProfile
 from trt_nm.registry import Registry
-
-from .base import Exporter, ExportResult, TargetViolation
-from .check import CheckReport, ResourceEstimate, Violation, check_graph
-from .profile import TargetProfile
 
 _REGISTRY: Registry[Exporter] = Registry("target")
 
@@ -31,7 +30,7 @@ def get_exporter(name: str) -> Exporter:
 
 
 # importing the target modules registers them
-from . import generic45nm, loihi2, speck, spinnaker2, xylo  # noqa: E402,F401  isort: skip
+from trt_nm.exporters import generic45nm, loihi2, speck, spinnaker2, xylo  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CheckReport", "ExportResult", "Exporter", "ResourceEstimate", "TargetProfile",

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trt_nm.errors import ConfigError, TrtNmError
-
-from .check import CheckReport, Violation, check_graph
-from .convert import get_conversion
-from .layers import GraphSummary
-from .profile import TargetProfile
+from trt_nm.exporters.check import CheckReport, Violation, check_graph
+from trt_nm.exporters.convert import get_conversion
+from trt_nm.exporters.layers import GraphSummary
+from trt_nm.exporters.profile import TargetProfile
 
 
 class TargetViolation(TrtNmError):
@@ -82,12 +81,12 @@ class Exporter:
     def write(self, graph, path: str | os.PathLike) -> list[Path]:
         """Write the file(s) the target's toolchain reads."""
         if self.profile.file_format == "nir-1.0.4":
-            from .nir104 import write_nir104
+            from trt_nm.exporters.nir104 import write_nir104
 
             return [write_nir104(graph, path)]
         import nir
 
-        from .nir104 import atomic_h5_write
+        from trt_nm.exporters.nir104 import atomic_h5_write
 
         return [atomic_h5_write(path, lambda tmp: nir.write(tmp, graph))]
 

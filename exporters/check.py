@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import GraphSummary, analyze_graph
-from .profile import TargetProfile
+from trt_nm.exporters.layers import GraphSummary, analyze_graph
+from trt_nm.exporters.profile import TargetProfile
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import get_exporter
-from .base import TargetViolation
+from trt_nm.exporters import get_exporter
+from trt_nm.exporters.base import TargetViolation
 
 
 def default_output(checkpoint_path: str | Path | None, target: str) -> Path:

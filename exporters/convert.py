@@ -18,9 +18,8 @@ import nir
 import numpy as np
 
 from trt_nm.errors import ConfigError
+from trt_nm.exporters.layers import graph_dt, node_kind
 from trt_nm.registry import Registry
-
-from .layers import graph_dt, node_kind
 
 Conversion = Callable[[nir.NIRGraph], nir.NIRGraph]
 _CONVERSIONS: Registry[Conversion] = Registry("conversion")

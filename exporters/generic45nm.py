@@ -2,15 +2,15 @@
 
 Source: M. Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014:
 32-bit float MAC 4.6 pJ, 32-bit float add (accumulate, AC) 0.9 pJ at 45 nm. Energy reports
-use trt_nm.energy's "cmos45nm" profile. Everything NIR can express is accepted; the file is
+use trt_nm.metrics.energy's "cmos45nm" profile. Everything NIR can express is accepted; the file is
 plain NIR 1.0.8.
 """
 
 from __future__ import annotations
 
-from . import register_exporter
-from .base import Exporter
-from .profile import TargetProfile
+from trt_nm.exporters import register_exporter
+from trt_nm.exporters.base import Exporter
+from trt_nm.exporters.profile import TargetProfile
 
 PROFILE = TargetProfile(
     name="generic45nm",

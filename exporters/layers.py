@@ -128,22 +128,22 @@ class GraphSummary:
 
 def graph_dt(graph, dt: float | None = None) -> float | None:
     """The timestep in seconds (``dt``, else ``metadata["dt"]``); a graph with neurons and
-    neither raises a one-line error (:func:`trt_nm.nir_validate.require_dt`)."""
-    from trt_nm.nir_validate import require_dt
+    neither raises a one-line error (:func:`trt_nm.nir.validate.require_dt`)."""
+    from trt_nm.nir.validate import require_dt
 
     return require_dt(graph, dt, who="target check")
 
 
 def graph_reset(graph) -> str:
     """The reset rule of the graph's LIF nodes: ``metadata["reset"]`` or NIR's ``"zero"``."""
-    from trt_nm.nir_validate import meta_str
+    from trt_nm.nir.validate import meta_str
 
     return meta_str(graph, "reset", "zero")
 
 
 def topological_order(graph) -> list[str]:
     """Node names in an order where every edge goes forward; bad edges and cycles raise ConfigError."""
-    from trt_nm.nir_validate import topological_order as order_of
+    from trt_nm.nir.validate import topological_order as order_of
 
     for a, b in graph.edges:
         if a not in graph.nodes or b not in graph.nodes:

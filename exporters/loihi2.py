@@ -8,16 +8,16 @@ Sources:
 * Orchard et al., "Efficient Neuromorphic Signal Processing with Loihi 2", IEEE SiPS 2021.
 * Davies et al., "Loihi: A Neuromorphic Manycore Processor with On-Chip Learning",
   IEEE Micro 2018 (Loihi 1): 23.6 pJ per synaptic op, 24-bit membrane state. No per-synop
-  figure has been published for Loihi 2; energy reports use trt_nm.energy's "loihi2" profile.
+  figure has been published for Loihi 2; energy reports use trt_nm.metrics.energy's "loihi2" profile.
 * Lava 0.x ``lava.proc.lif`` (2022-2024): the standard CUBA LIF resets the membrane to 0; a
   subtractive reset would need custom microcode and is not produced by Lava's NIR import.
 """
 
 from __future__ import annotations
 
-from . import register_exporter
-from .base import Exporter
-from .profile import TargetProfile
+from trt_nm.exporters import register_exporter
+from trt_nm.exporters.base import Exporter
+from trt_nm.exporters.profile import TargetProfile
 
 PROFILE = TargetProfile(
     name="loihi2",

@@ -52,7 +52,7 @@ class TargetProfile:
         weights_shared_conv: True when a conv kernel is stored once per layer (Speck's kernel
             memory) rather than once per connection.
         timestep: what is known of the timestep / clock (free text with units).
-        energy_profile: name in ``trt_nm.energy`` used for energy reports.
+        energy_profile: name in ``trt_nm.metrics.energy`` used for energy reports.
         energy_per_synop_pj: published energy per synaptic operation in pJ (None: not published).
         max_chips: chips the exported graph may span (1: must fit one chip).
         file_format: what the exporter writes ("nir-1.0.8" or "nir-1.0.4").

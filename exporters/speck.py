@@ -17,11 +17,11 @@ graph). The exported file is NIR in nir 1.0.4's schema (sinabs 3.1.3 pins nir <=
 
 from __future__ import annotations
 
-from . import register_exporter
-from .base import Exporter
-from .check import Violation
-from .layers import GraphSummary
-from .profile import TargetProfile
+from trt_nm.exporters import register_exporter
+from trt_nm.exporters.base import Exporter
+from trt_nm.exporters.check import Violation
+from trt_nm.exporters.layers import GraphSummary
+from trt_nm.exporters.profile import TargetProfile
 
 #: sinabs 3.1.3 dynapcnn.py, entries per core
 KERNEL_MEMORY = (16, 16, 16, 32, 32, 64, 64, 16, 16)
@@ -70,7 +70,7 @@ class SpeckExporter(Exporter):
         out: list[Violation] = []
         # one layer per core: each neuron layer must fit one core's memories, and the set of
         # layers must be assignable to distinct cores (greedy: biggest neuron layers first)
-        from .check import _incoming_weighted
+        from trt_nm.exporters.check import _incoming_weighted
 
         needs = []
         for layer in summary.neuron_layers():

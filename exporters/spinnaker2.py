@@ -11,14 +11,14 @@ Sources:
 
 Neuron models and bit widths are software-defined (the M4F has an FPU), so no weight width is
 imposed here; the binding limit is the 128 kB of SRAM per PE (weights + neuron state). Energy
-per synaptic op: see trt_nm.energy's "spinnaker2" profile.
+per synaptic op: see trt_nm.metrics.energy's "spinnaker2" profile.
 """
 
 from __future__ import annotations
 
-from . import register_exporter
-from .base import Exporter
-from .profile import TargetProfile
+from trt_nm.exporters import register_exporter
+from trt_nm.exporters.base import Exporter
+from trt_nm.exporters.profile import TargetProfile
 
 PROFILE = TargetProfile(
     name="spinnaker2",

@@ -4,7 +4,7 @@ Sources:
 * Bos & Muir, "Sub-mW Neuromorphic SNN audio processing applications with Rockpool and Xylo",
   arXiv:2208.12991 (2022): 16 input channels, 1000 hidden LIF neurons, 8 output neurons,
   digital, bit-shift decays; Xylo Audio 2 figures 291 uW and 6.6 uJ per inference (no
-  per-synaptic-op energy published; reports use trt_nm.energy's "xylo" profile).
+  per-synaptic-op energy published; reports use trt_nm.metrics.energy's "xylo" profile).
 * rockpool 3.1.0 ``devices/xylo/syns61201/xylo_mapper.py`` (2024): max_hidden_neurons=1000,
   max_output_neurons=8, at most 16 input channels, int8 weights, int16 thresholds, uint8 "dash"
   bit-shift time constants (decay beta = 1 - 2^-dash).
@@ -32,13 +32,12 @@ import nir
 import numpy as np
 
 from trt_nm.errors import ConfigError
-
-from . import register_exporter
-from .base import Exporter
-from .check import Violation
-from .layers import GraphSummary
-from .nir104 import write_nir104
-from .profile import TargetProfile
+from trt_nm.exporters import register_exporter
+from trt_nm.exporters.base import Exporter
+from trt_nm.exporters.check import Violation
+from trt_nm.exporters.layers import GraphSummary
+from trt_nm.exporters.nir104 import write_nir104
+from trt_nm.exporters.profile import TargetProfile
 
 PROFILE = TargetProfile(
     name="xylo",
@@ -126,7 +125,7 @@ def rockpool_graph(graph, syn_shift: int = SYN_SHIFT):
     graph (``ExportResult.graph``). Flatten nodes are removed (Input made flat).
     Weights and biases are unchanged (they stay on the 8-bit grid).
     """
-    from .layers import graph_dt, graph_reset
+    from trt_nm.exporters.layers import graph_dt, graph_reset
 
     dt = graph_dt(graph)
     meta = dict(getattr(graph, "metadata", None) or {})

@@ -192,7 +192,7 @@ def test_analyze_sharpness_on_spiking_model():
 
 def test_fisher_recorder_in_trainer_does_not_change_training(tmp_path):
     from trt_nm.config import TrainConfig
-    from trt_nm.train import Trainer
+    from trt_nm.training.trainer import Trainer
 
     def train(out, epochs):
         cfg = TrainConfig(epochs=2, train_limit=64, test_limit=32, batch_size=32, T=2, device="cpu",

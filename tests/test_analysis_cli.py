@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trt_nm.cli import main
+from trt_nm.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     from trt_nm.config import TrainConfig
-    from trt_nm.train import Trainer
+    from trt_nm.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(epochs=1, train_limit=64, test_limit=32, batch_size=32, T=2, device="cpu",

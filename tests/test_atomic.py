@@ -49,8 +49,8 @@ def test_report_files_get_the_usual_mode(tmp_path):
     import torch
 
     import trt_nm
-    from trt_nm.checkpoint import save_checkpoint
     from trt_nm.models import build_model
+    from trt_nm.training.checkpoint import save_checkpoint
 
     ref = tmp_path / "ref"
     ref.write_text("x")

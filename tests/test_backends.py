@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from trt_nm import NeuronConfig, get_backend, list_backends
-from trt_nm.backends import register_backend
-from trt_nm.backends._base import LibraryBackend
 from trt_nm.errors import ConfigError, MissingDependencyError
 from trt_nm.models import build_model
+from trt_nm.neuron.backends import register_backend
+from trt_nm.neuron.backends.base import LibraryBackend
 
 T = 24
 ARCHS = [("mlp", (12, 12), 1), ("cnn-small", (12, 12), 2), ("resnet19", (8, 8), 3), ("sew-resnet34", (32, 32), 3), ("vggsnn", (16, 16), 2)]
@@ -121,7 +121,7 @@ def test_missing_library_names_the_extra():
             get_backend("ghost")
         assert "ghost" not in list_backends(available_only=True)
     finally:
-        from trt_nm.backends import _REGISTRY
+        from trt_nm.neuron.backends import _REGISTRY
 
         _REGISTRY.pop("ghost")
 

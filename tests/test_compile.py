@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from trt_nm.backends import get_backend, list_backends
 from trt_nm.config import NeuronConfig
 from trt_nm.losses import trt_loss
 from trt_nm.models import BasicBlock, SpikingModel, SpikingSequential, build_model
+from trt_nm.neuron.backends import get_backend, list_backends
 
 BACKENDS = list_backends(available_only=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trt_nm.cli import main
+from trt_nm.cli.main import main
 from trt_nm.datasets import cache as cache_mod
 from trt_nm.datasets import dataset_info, get_dataset, list_datasets, missing_files
 from trt_nm.datasets import nmnist5k as nm

@@ -18,7 +18,7 @@ pytest.importorskip("tonic")
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("torchvision")
 
-from trt_nm.cli import main  # noqa: E402
+from trt_nm.cli.main import main  # noqa: E402
 from trt_nm.datasets import dataset_info, get_dataset, missing_files  # noqa: E402
 from trt_nm.datasets.errors import DatasetFileError, MissingDatasetError  # noqa: E402
 from trt_nm.errors import ConfigError, TrtNmError  # noqa: E402

@@ -1,6 +1,6 @@
 """Data-parallel training: 2 gloo processes on CPU against one process with the same global batch.
 
-BatchNorm statistics are synchronised over ranks under DDP (trt_nm.distributed), so the
+BatchNorm statistics are synchronised over ranks under DDP (trt_nm.training.distributed), so the
 2-process run computes the same model as a single process with the global batch; only the
 order of floating-point reductions differs, hence a tolerance instead of equality. The two
 ranks must hold bit-identical weights (DDP averages gradients, every rank applies the same
@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from trt_nm.config import TrainConfig
-from trt_nm.distributed import DistInfo, EpochSampler, env_info, per_rank_batch
 from trt_nm.errors import ConfigError
-from trt_nm.train import Trainer
+from trt_nm.training.distributed import DistInfo, EpochSampler, env_info, per_rank_batch
+from trt_nm.training.trainer import Trainer
 
 CFG = dict(
     arch="mlp",
@@ -39,7 +39,7 @@ CFG = dict(
 WORKER = """
 import sys, torch
 from trt_nm.config import TrainConfig
-from trt_nm.train import Trainer
+from trt_nm.training.trainer import Trainer
 out, cfg = sys.argv[1], {cfg!r}
 # one epoch, then a second trainer resumes the checkpoint rank 0 wrote and finishes epoch 2
 Trainer(TrainConfig(**{{**cfg, "epochs": 1, "out_dir": out}}), progress=False).fit()

@@ -18,7 +18,7 @@ from trt_nm.early_exit import (
     unreachable_threshold,
 )
 from trt_nm.errors import ConfigError
-from trt_nm.metrics import cumulative_mean
+from trt_nm.metrics.accuracy import cumulative_mean
 
 
 def _data(T=6, B=300, C=5, seed=0):

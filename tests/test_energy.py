@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trt_nm.energy import (
+from trt_nm.errors import ConfigError
+from trt_nm.metrics.energy import (
     COUNTING_RULE,
     ann_energy,
     count_ops,
@@ -17,10 +18,9 @@ from trt_nm.energy import (
     get_energy_profile,
     list_energy_profiles,
 )
-from trt_nm.errors import ConfigError
 from trt_nm.models import build_model
-from trt_nm.nir_io import to_nir
-from trt_nm.simulate import simulate
+from trt_nm.nir.io import to_nir
+from trt_nm.sim.engine import simulate
 
 
 def test_profiles_registry_and_citations():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import trt_nm
-from trt_nm.checkpoint import save_checkpoint
-from trt_nm.cli import main
+from trt_nm.cli.main import main
+from trt_nm.training.checkpoint import save_checkpoint
 
 
 def _ckpt(tmp_path):

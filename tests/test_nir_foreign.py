@@ -120,7 +120,7 @@ def _run_spikingjelly(graph, x):
     """
     from spikingjelly.activation_based.nir_exchange import from_nir as sj_from_nir
 
-    from trt_nm.nir_validate import graph_dt
+    from trt_nm.nir.validate import graph_dt
 
     sj = sj_from_nir.import_from_nir(graph, dt=graph_dt(graph))
     seen: dict[str, list[torch.Tensor]] = {}
@@ -139,7 +139,7 @@ def _run_spikingjelly(graph, x):
 def test_our_file_imports_into_spikingjelly(tmp_path):
     """SpikingJelly 2.0 runs our mlp file with our spikes, up to its one firing-rule deviation.
 
-    SpikingJelly fires at ``h >= v_threshold`` (trt_nm, snnTorch, ``trt_nm.nir_nodes``:
+    SpikingJelly fires at ``h >= v_threshold`` (trt_nm, snnTorch, ``trt_nm.nir.nodes``:
     ``h > v_threshold``); the NIR spec leaves ``H(0)`` open. The dyadic test model hits exact
     ties ``h == 1.0``, so the file as written gives a few different spikes. The check is exact:
     SpikingJelly on the file as written == trt_nm on the file with thresholds one ulp down, and

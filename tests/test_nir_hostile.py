@@ -8,8 +8,8 @@ import pytest
 from conftest import run_cli
 
 import trt_nm
-from trt_nm.cli import main
-from trt_nm.nir_validate import NirError
+from trt_nm.cli.main import main
+from trt_nm.nir.validate import NirError
 
 
 def _graph(w=None, edges=None, extra=None):
@@ -100,7 +100,7 @@ def test_dt_is_never_guessed(tmp_path, capsys):
     """from_nir, the simulator and the target checks take dt from the argument or the metadata
     and refuse a graph with neurons that has neither; a bad dt is a one-line error."""
     from trt_nm.exporters.layers import analyze_graph
-    from trt_nm.simulate import SimulationError, Simulator
+    from trt_nm.sim.engine import SimulationError, Simulator
 
     g = _lif_graph({})
     with pytest.raises(NirError, match="no metadata 'dt'"):

@@ -16,9 +16,9 @@ from test_nir_helpers import (
 )
 
 import trt_nm
-from trt_nm.backends import list_backends
 from trt_nm.models import list_models
-from trt_nm.nir_validate import NirError
+from trt_nm.neuron.backends import list_backends
+from trt_nm.nir.validate import NirError
 
 BACKENDS = list_backends(available_only=True)
 
@@ -42,7 +42,7 @@ def test_roundtrip_every_arch_every_backend(arch, tmp_path):
         assert_same(ref, got)
         torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=0)
         if backend != "torch":
-            assert any(type(m).__module__.startswith("trt_nm.backends") and
+            assert any(type(m).__module__.startswith("trt_nm.neuron.backends") and
                        getattr(m, "backend_name", "") == backend for _, m in net.neurons())
 
 

@@ -32,7 +32,7 @@ def test_graph_weights_on_grid_and_thresholds_coscaled():
 
 
 def test_fake_and_integer_graphs_spike_alike():
-    from trt_nm.simulate import simulate
+    from trt_nm.sim.engine import simulate
 
     torch.manual_seed(0)
     g = conv_graph(ch=4, size=8)

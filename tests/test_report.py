@@ -8,10 +8,10 @@ import nir
 import numpy as np
 import torch
 
-from trt_nm.checkpoint import save_checkpoint
 from trt_nm.models import build_model
-from trt_nm.nir_io import to_nir, write_nir
-from trt_nm.report import build_report, load_split, parse_exit_option, write_report
+from trt_nm.nir.io import to_nir, write_nir
+from trt_nm.report.build import build_report, load_split, parse_exit_option, write_report
+from trt_nm.training.checkpoint import save_checkpoint
 
 
 def _model():
@@ -54,7 +54,7 @@ def test_report_files_and_hook_counts(tmp_path):
 
 
 def test_cli_report_and_bad_input(tmp_path, cli, capsys):
-    from trt_nm.cli import main
+    from trt_nm.cli.main import main
 
     model = _model()
     nir_path = write_nir(to_nir(model), tmp_path / "m.nir")

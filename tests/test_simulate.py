@@ -11,8 +11,8 @@ from conftest import randomise_bn
 
 import trt_nm
 from trt_nm.models import build_model, list_models
-from trt_nm.nir_io import from_nir, to_nir
-from trt_nm.simulate import SimulationError, Simulator, concat_results, simulate
+from trt_nm.nir.io import from_nir, to_nir
+from trt_nm.sim.engine import SimulationError, Simulator, concat_results, simulate
 
 SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
 
@@ -189,7 +189,7 @@ def test_bad_graphs():
 
 
 def test_top_level_binding():
-    import trt_nm.simulate  # noqa: F401  importing the module must not break the call form
+    import trt_nm.sim.engine  # noqa: F401  importing the module must not break the call form
 
     res = trt_nm.simulate(_hand_graph(), torch.rand(2, 1, 2, 6, 6))
     assert res.logits.shape == (2, 1, 5)
@@ -201,7 +201,7 @@ def test_top_level_binding():
 ])
 def test_fanout_count_equals_mask_convolution(dims, stride, padding, dilation, groups):
     """The fan-out-map count (one matvec) equals convolving events with the nonzero mask."""
-    from trt_nm.simulate import _compile_node
+    from trt_nm.sim.engine import _compile_node
 
     g = torch.Generator().manual_seed(dims * 100 + groups)
     cin, cout, k = 4, 8, 3
@@ -224,7 +224,7 @@ def test_fanout_count_equals_mask_convolution(dims, stride, padding, dilation, g
 
 
 def test_fanout_count_affine_and_float64_fallback():
-    from trt_nm.simulate import _compile_node
+    from trt_nm.sim.engine import _compile_node
 
     g = torch.Generator().manual_seed(3)
     w = torch.randn(7, 20, generator=g)
@@ -272,7 +272,7 @@ def test_chunked_execution_is_bit_identical(coding):
         assert sum(whole.spike_totals().values()) > 0
         sim.chunk_bytes = 1  # automatic plan: 1 step per chunk, widened to >= 16 rows
         assert sim.plan_chunks(x) == (1, 8)
-        from trt_nm.simulate import _time_chunks
+        from trt_nm.sim.engine import _time_chunks
 
         assert _time_chunks(T, 1, 8) == chunks
         _assert_same_result(sim(x, record=True), whole)
@@ -280,7 +280,7 @@ def test_chunked_execution_is_bit_identical(coding):
 
 
 def test_time_chunks_keep_16_rows():
-    from trt_nm.simulate import _time_chunks
+    from trt_nm.sim.engine import _time_chunks
 
     assert _time_chunks(20, 1, 64) == [(t, t + 1) for t in range(20)]
     assert _time_chunks(7, 1, 8) == [(0, 2), (2, 4), (4, 7)]

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from conftest import randomise_bn
 
 import trt_nm
-from trt_nm.allocator import apply_from_env, retain_freed_memory
 from trt_nm.models import build_model, list_models
-from trt_nm.neuron import lif_step
-from trt_nm.nir_io import to_nir
-from trt_nm.simulate import Simulator, _batch_pieces, _Pool, _time_chunks
+from trt_nm.neuron.lif import lif_step
+from trt_nm.nir.io import to_nir
+from trt_nm.sim.allocator import apply_from_env, retain_freed_memory
+from trt_nm.sim.engine import Simulator, _batch_pieces, _Pool, _time_chunks
 
 SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
 
@@ -202,7 +202,7 @@ def test_allocator_policy(monkeypatch):
 
 
 def test_static_input_detection_is_bitwise():
-    from trt_nm.simulate import _frames_identical
+    from trt_nm.sim.engine import _frames_identical
 
     frame = torch.rand(5, 3)
     assert _frames_identical(frame.expand(4, 5, 3).contiguous())
@@ -254,7 +254,7 @@ def test_simulator_equals_exported_network_bitwise(arch):
 @pytest.mark.parametrize("backend", ["torch", "snntorch"])
 def test_fold_batchnorm_is_the_exact_pytorch_twin(arch, backend):
     """Evaluating without autograd, a zoo model uses the export's folded BatchNorm arithmetic
-    (trt_nm.bn_fold), and ``fold_batchnorm(model)`` does in every mode: the simulator reproduces
+    (trt_nm.models.bn_fold), and ``fold_batchnorm(model)`` does in every mode: the simulator reproduces
     both models' logits and every spike bit for bit, with realistic BN. With autograd the
     original model runs the differentiable ``bn(conv(x))`` (close, not bitwise)."""
     if backend != "torch" and arch in ("vggsnn", "sew-resnet34"):

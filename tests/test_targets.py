@@ -197,7 +197,7 @@ def test_xylo_leak_must_be_bitshift():
 
 # ----------------------------------------------------------------- conversions (simulator)
 def _run(graph, x):
-    from trt_nm.simulate import simulate
+    from trt_nm.sim.engine import simulate
 
     return simulate(graph, x, record=True)
 
@@ -322,7 +322,7 @@ def test_xylo_file_is_rockpool_cubalif_without_flatten(tmp_path):
         assert np.allclose(n.tau_mem / (1 + n.r), DT)
         assert np.allclose(np.exp(-DT / n.tau_mem), 0.5)
     # with rockpool's multi-spike output capped at 1, rockpool's equations give trt_nm's spikes
-    from trt_nm.simulate import simulate
+    from trt_nm.sim.engine import simulate
 
     x = (np.random.default_rng(1).random((12, 5, 16)) < 0.4).astype(np.float32) * 2.0
     sim = simulate(res.graph, torch.from_numpy(x.reshape(12, 5, 1, 4, 4)), record=True)

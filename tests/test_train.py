@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from trt_nm.checkpoint import load_checkpoint, load_model
 from trt_nm.config import TrainConfig
 from trt_nm.datasets import get_dataset
 from trt_nm.errors import CheckpointError, TrainingDiverged
-from trt_nm.train import Trainer, evaluate
+from trt_nm.training.checkpoint import load_checkpoint, load_model
+from trt_nm.training.trainer import Trainer, evaluate
 
 SMALL = ["--train-limit", "256", "--test-limit", "128", "--batch-size", "32", "-T", "2", "--quiet"]
 

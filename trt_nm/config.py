@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigError
+from trt_nm.errors import ConfigError
 
 RESET_MODES = ("zero", "subtract")
 
@@ -37,7 +37,7 @@ class NeuronConfig:
         beta: membrane decay per timestep, in (0, 1]; the paper's tau=2 gives 0.5.
         threshold: firing threshold, > 0.
         reset: "zero" (paper) or "subtract".
-        surrogate: name in :func:`trt_nm.surrogate.list_surrogates`.
+        surrogate: name in :func:`trt_nm.neuron.surrogate.list_surrogates`.
         surrogate_scale: the surrogate's shape parameter (None: its default).
     """
 
@@ -48,7 +48,7 @@ class NeuronConfig:
     surrogate_scale: float | None = None
 
     def __post_init__(self) -> None:
-        from .surrogate import get_surrogate
+        from trt_nm.neuron.surrogate import get_surrogate
 
         beta = _finite("beta", self.beta)
         if not 0.0 < beta <= 1.0:
@@ -80,7 +80,7 @@ class NeuronConfig:
     @property
     def scale(self) -> float:
         """Resolved surrogate scale."""
-        from .surrogate import get_surrogate
+        from trt_nm.neuron.surrogate import get_surrogate
 
         if self.surrogate_scale is not None:
             return float(self.surrogate_scale)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
-from .registry import Registry
+from trt_nm.errors import ConfigError
+from trt_nm.registry import Registry
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 

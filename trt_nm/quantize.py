@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .bn_fold import weight_bn_pairs
-from .errors import ConfigError
-from .train import Callback
+from trt_nm.errors import ConfigError
+from trt_nm.models.bn_fold import weight_bn_pairs
+from trt_nm.training.trainer import Callback
 
 _WEIGHTED = ("Affine", "Linear", "Conv1d", "Conv2d")
 _NEURONS = ("LIF", "IF", "CubaLIF")

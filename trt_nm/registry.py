@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from .errors import unknown_name
+from trt_nm.errors import unknown_name
 
 T = TypeVar("T")
 

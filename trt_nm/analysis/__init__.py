@@ -6,6 +6,6 @@
 * :mod:`trt_nm.analysis.sharpness`: top Hessian eigenvalue by power iteration on
   Hessian-vector products, and filter-normalised 1-D/2-D loss slices (Li et al. 2018).
 
-The CLI is ``trt-nm analyze fisher|sharpness`` (:mod:`trt_nm.commands.analyze`); the
+The CLI is ``trt-nm analyze fisher|sharpness`` (:mod:`trt_nm.cli.analyze`); the
 TRT/TET/SDT comparison is ``bench/compare_losses.py``.
 """

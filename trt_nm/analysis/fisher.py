@@ -11,7 +11,7 @@ with the model in eval mode (BatchNorm uses its running statistics). The informa
 centroid ``IC = sum_t t * I_t / sum_t I_t`` lies in ``[1, T]``; a small IC means the
 information is concentrated in the early timesteps, which is what the paper reports for TRT.
 
-:class:`FisherRecorder` is the :class:`trt_nm.train.Callback` that records ``I_t`` after
+:class:`FisherRecorder` is the :class:`trt_nm.training.trainer.Callback` that records ``I_t`` after
 chosen epochs of a training run and writes ``fisher.json`` and ``fisher.png`` into the run
 directory.
 """
@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, TrtNmError
+from trt_nm.errors import ConfigError, TrtNmError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..train import Trainer
+    from trt_nm.training.trainer import Trainer
 
-from ..train import Callback
+from trt_nm.training.trainer import Callback
 
 #: number of training batches the paper's analysis averages over
 DEFAULT_BATCHES = 100
@@ -164,7 +164,7 @@ def fisher_loader(dataset, batch_size: int, seed: int = 0) -> torch.utils.data.D
 # ---------------------------------------------------------------------- files
 def write_fisher_json(path: str | Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
     """Write ``{"meta": ..., "records": [{"epoch": e, "trace": [...], "centroid": c, ...}]}``."""
-    from ..atomic import atomic_write_bytes
+    from trt_nm.atomic import atomic_write_bytes
 
     text = json.dumps({"meta": meta, "records": records}, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
@@ -218,14 +218,14 @@ def plot_fisher(path: str | Path, records: list[dict[str, Any]], title: str = ""
         ax2.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    from ..report_plots import save_figure
+    from trt_nm.report.plots import save_figure
 
     return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- callback
 class FisherRecorder(Callback):
-    """Record ``I_t`` after the given (1-based) epochs of a :class:`trt_nm.train.Trainer` run.
+    """Record ``I_t`` after the given (1-based) epochs of a :class:`trt_nm.training.trainer.Trainer` run.
 
     Uses ``min(batches, len(train loader))`` training batches of the run's batch size drawn
     with a generator seeded from the run's seed, so recording does not change training (the

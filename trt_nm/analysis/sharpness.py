@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from trt_nm.errors import ConfigError
 
 #: ``loss_terms()`` yields scalar tensors whose SUM is the loss (one per batch keeps memory low)
 LossTerms = Callable[[], Iterable[torch.Tensor]]
@@ -346,14 +346,14 @@ def plot_sharpness(path: str | Path, result: SharpnessResult, title: str = "") -
         axes[1].set_title("2-D loss surface")
     if title:
         fig.suptitle(title)
-    from ..report_plots import save_figure
+    from trt_nm.report.plots import save_figure
 
     return save_figure(fig, path)
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomic JSON write."""
-    from ..atomic import atomic_write_bytes
+    from trt_nm.atomic import atomic_write_bytes
 
     text = json.dumps(payload, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))

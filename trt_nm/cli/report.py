@@ -1,0 +1,26 @@
+"""``trt-nm report``: report.json, report.md and PNG plots for a NIR graph or checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from trt_nm.cli.simulate import add_sim_args, print_summary, report_from_args
+
+
+def run(args: argparse.Namespace) -> int:
+    from trt_nm.report.build import check_out_dir, write_report
+
+    check_out_dir(args.out)  # fail before simulating
+    rep = report_from_args(args, default_exit="calibrate:0.5")
+    print_summary(rep)
+    paths = write_report(rep, args.out, plots=not args.no_plots)
+    print(f"report written to {paths['md']} (+ report.json and {len(paths) - 2} plots in {args.out})")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write report.json, report.md and plots (accuracy, exit, spikes, energy)")
+    add_sim_args(p)
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=run)

@@ -1,0 +1,154 @@
+"""``trt-nm train``: train a zoo model with the TRT (or TET/SDT/CE) loss."""
+
+from __future__ import annotations
+
+import argparse
+
+from trt_nm.cli.common import finite_float, nonneg_float, positive_int
+
+LOSS_HPARAMS = {"trt": ("lamb", "decay", "eps", "eta"), "tet": ("lamb", "phi"), "sdt": (), "ce": ()}
+
+
+DEFAULT_EPOCHS = 5
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "--arch", dest="arch", default="cnn-small", help="zoo architecture (see trt-nm models)")
+    p.add_argument("--backend", default="torch", help="neuron backend: torch, snntorch, norse")
+    p.add_argument("--dataset", default="mnist5k", help="registered dataset (see trt-nm datasets)")
+    p.add_argument("--data-root", default=None, help="directory holding the dataset's files")
+    p.add_argument("--loss", default="trt", help="trt, tet, sdt or ce")
+    p.add_argument("--lamb", type=nonneg_float, default=None, help="TRT lambda (1e-5) or TET lambda (1e-3)")
+    p.add_argument("--decay", type=nonneg_float, default=None, help="TRT delta (0.5)")
+    p.add_argument("--eps", type=finite_float, default=None, help="TRT epsilon (1e-5)")
+    p.add_argument("--eta", type=nonneg_float, default=None, help="TRT MSE weight (0.05)")
+    p.add_argument("--phi", type=finite_float, default=None, help="TET MSE target (1.0)")
+    p.add_argument("-T", "--T", "--timesteps", dest="T", type=int, default=4, help="timesteps")
+    p.add_argument("--encoding", default="direct", help="direct (repeat) or poisson")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=finite_float, default=1e-3)
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.0)
+    p.add_argument("--optimizer", default="adam", help="adam (paper) or sgd")
+    p.add_argument("--scheduler", default="cosine", help="cosine (paper) or none")
+    p.add_argument("--tau", type=finite_float, default=2.0, help="membrane time constant (beta = 1/tau)")
+    p.add_argument("--threshold", type=finite_float, default=1.0)
+    p.add_argument("--reset", default="zero", help="zero (paper) or subtract")
+    p.add_argument("--surrogate", default="triangle")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--amp", default="none", help="none, bf16 or fp16 (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--train-limit", type=positive_int, default=None, help="use only the first N training samples")
+    p.add_argument("--test-limit", type=positive_int, default=None, help="use only the first N test samples")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="at most N steps per epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--qat-target", default=None, help="quantization-aware training for this hardware target")
+    p.add_argument(
+        "--fisher-epochs",
+        default="",
+        help="comma-separated epochs after which to record the Fisher information per timestep",
+    )
+
+
+def config_from_args(args: argparse.Namespace, out_dir: str):
+    from trt_nm.config import TrainConfig
+    from trt_nm.errors import ConfigError
+
+    if args.loss not in LOSS_HPARAMS:
+        from trt_nm.errors import unknown_name
+
+        raise unknown_name("loss", args.loss, list(LOSS_HPARAMS))
+    loss_kwargs = {}
+    for name in ("lamb", "decay", "eps", "eta", "phi"):
+        v = getattr(args, name)
+        if v is None:
+            continue
+        if name not in LOSS_HPARAMS[args.loss]:
+            raise ConfigError(f"--{name} does not apply to loss {args.loss!r}")
+        loss_kwargs[name] = v
+    from trt_nm.losses import Loss
+
+    Loss(args.loss, **loss_kwargs)  # validate early (negative lamb, eta > 1, ...)
+    return TrainConfig(
+        arch=args.arch,
+        backend=args.backend,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        loss=args.loss,
+        loss_kwargs=loss_kwargs,
+        T=args.T,
+        encoding=args.encoding,
+        epochs=args.epochs or DEFAULT_EPOCHS,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        scheduler=args.scheduler,
+        device=args.device,
+        amp=args.amp,
+        compile=args.compile,
+        seed=args.seed,
+        out_dir=out_dir,
+        tau=args.tau,
+        threshold=args.threshold,
+        reset=args.reset,
+        surrogate=args.surrogate,
+        num_workers=args.workers,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        max_steps_per_epoch=args.max_steps,
+        qat_target=args.qat_target,
+        fisher_epochs=parse_epochs(args.fisher_epochs),
+    )
+
+
+def parse_epochs(text: str) -> tuple[int, ...]:
+    """``"1,5,10"`` -> ``(1, 5, 10)``; a clear error for anything else."""
+    from trt_nm.errors import ConfigError
+
+    if not text:
+        return ()
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"--fisher-epochs expects comma-separated integers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from trt_nm.models import get_model_entry
+    from trt_nm.training.trainer import Trainer, config_from_checkpoint
+
+    if args.resume:
+        # the run's own config wins; --epochs/--device/--out may extend or move it
+        cfg = config_from_checkpoint(
+            args.resume,
+            epochs=args.epochs,
+            device=args.device if args.device != "auto" else None,
+            out_dir=args.out,
+        )
+    else:
+        get_model_entry(args.arch)
+        cfg = config_from_args(args, args.out or "runs/train")
+    trainer = Trainer(cfg, progress=False if args.quiet else None)
+    try:
+        result = trainer.fit(resume=args.resume)
+    finally:
+        from trt_nm.training.distributed import shutdown
+
+        shutdown()  # all ranks leave together (not at interpreter exit, in any order)
+    if not trainer.dist.is_main:  # under torchrun only rank 0 reports
+        return 0
+    per_t = ", ".join(f"t={t + 1}: {a:.2f}%" for t, a in enumerate(result.final_acc_per_t))
+    print(f"per-timestep test accuracy: {per_t}")
+    print(f"best test accuracy {result.best_acc:.2f}%; checkpoints and log in {result.out_dir}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model (TRT loss by default)")
+    add_training_args(p)
+    p.add_argument("--out", default=None, help="run directory (checkpoints, log.csv); default runs/train")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its last.pt (file or run dir)")
+    p.set_defaults(func=run)

@@ -1,0 +1,2 @@
+"""Metrics: accuracy over timesteps (:mod:`.accuracy`) and energy from operation counts
+(:mod:`.energy`)."""

@@ -1,0 +1,6 @@
+"""NIR, the one junction between backends, exporters and the simulator.
+
+:mod:`.nodes` is THE table of node kinds every reader uses; :mod:`.validate` reads and checks
+files and graphs; :mod:`.export` writes zoo models, :mod:`.importer` builds torch networks from
+graphs, :mod:`.io` gathers the user-facing functions, :mod:`.onnx_export` unrolls a graph to ONNX.
+"""

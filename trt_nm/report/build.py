@@ -1,0 +1,398 @@
+"""Simulate a NIR graph on a dataset and write a report: per-timestep accuracy, early exit,
+per-layer spikes and synaptic operations, energy per hardware target, ANN comparison.
+
+``build_report(...)`` returns a plain dict (``report.json``); ``write_report(report, out_dir)``
+writes ``report.json``, ``report.md`` and PNG plots (:mod:`trt_nm.report.plots`).
+Exit thresholds are calibrated on a held-out split (``val`` by default), never on the split
+being reported (``test``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trt_nm.early_exit import (
+    ExitRule,
+    accuracy_per_timestep,
+    calibrate,
+    evaluate_exit,
+    list_exit_rules,
+    parse_exit_spec,
+    sweep,
+)
+from trt_nm.errors import ConfigError
+from trt_nm.metrics.energy import (
+    COUNTING_RULE,
+    ann_energy,
+    count_ops,
+    estimate_energy,
+    get_energy_profile,
+    list_energy_profiles,
+)
+from trt_nm.sim.engine import SimResult, Simulator, concat_results
+
+
+@dataclass(frozen=True)
+class ExitOption:
+    """A parsed ``--exit`` value: a fixed rule, or calibration of ``kinds`` within a budget."""
+
+    rule: ExitRule | None = None
+    budget: float | None = None
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> str:
+        if self.rule is not None:
+            return self.rule.spec
+        return f"calibrate:{self.budget:g}"
+
+
+def parse_exit_option(text: str) -> ExitOption:
+    """``confidence:0.9`` / ``entropy:0.3`` / ``margin:2`` / ``calibrate:0.5[:KIND]``.
+
+    ``calibrate:B`` calibrates every rule kind within an accuracy budget of B percentage points;
+    ``calibrate:B:confidence`` only that kind.
+    """
+    if isinstance(text, str) and text.strip().startswith("calibrate:"):
+        parts = text.strip().split(":")
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"cannot parse exit spec {text!r}; expected calibrate:BUDGET[:KIND]")
+        try:
+            budget = float(parts[1])
+        except ValueError:
+            raise ConfigError(f"cannot parse exit spec {text!r}: budget {parts[1]!r} is not a number") from None
+        if not math.isfinite(budget) or budget < 0:
+            raise ConfigError(f"cannot parse exit spec {text!r}: budget must be >= 0 percentage points")
+        kinds = tuple(list_exit_rules()) if len(parts) == 2 else (parts[2],)
+        for k in kinds:
+            from trt_nm.early_exit import get_exit_rule
+
+            get_exit_rule(k)
+        return ExitOption(budget=budget, kinds=kinds)
+    return ExitOption(rule=parse_exit_spec(text))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_graph(source: str | Path, *, dt: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """A NIR graph from a ``.nir`` file or a trt_nm checkpoint (exported with ``to_nir``).
+
+    Returns:
+        ``(graph, info)`` with ``info = {"source", "kind": "nir"|"checkpoint", "arch", "T"}``.
+    """
+    from trt_nm.nir.io import read_nir, to_nir
+
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"model file not found: {path}")
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    if head.startswith(b"\x89HDF"):
+        graph = read_nir(path)
+        kind = "nir"
+    elif not head.startswith(b"PK"):  # torch.save writes a zip archive
+        raise ConfigError(f"{path}: neither a NIR file (HDF5) nor a trt_nm checkpoint")
+    else:
+        from trt_nm.training.checkpoint import load_model
+
+        model = load_model(path).eval()
+        graph = to_nir(model, dt=1e-4 if dt is None else dt)
+        kind = "checkpoint"
+    meta = dict(getattr(graph, "metadata", None) or {})
+    info = {
+        "source": str(path),
+        "kind": kind,
+        "arch": _plain(meta.get("arch", "")),
+        "T": int(_plain(meta["T"])) if meta.get("T") is not None else None,
+        "producer": _plain(meta.get("producer", "")),
+    }
+    return graph, info
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, bytes):
+        v = v.decode()
+    return v
+
+
+def load_split(dataset: str, split: str, T: int, *, data_root: str | None = None, limit: int | None = None):
+    """A dataset split as a torch Dataset of ``([T, ...], label)`` samples."""
+    from torch.utils.data import Subset
+
+    from trt_nm.datasets import get_dataset
+
+    ds = get_dataset(dataset, data_root, split, T)
+    if limit is not None:
+        ds = Subset(ds, range(min(int(limit), len(ds))))
+    if len(ds) == 0:
+        raise ConfigError(f"split {split!r} of {dataset!r} is empty")
+    return ds
+
+
+def simulate_dataset(
+    sim: Simulator, ds, *, batch_size: int = 256, count_ops: bool = True
+) -> tuple[SimResult, torch.Tensor]:
+    """Simulate every sample of ``ds``; returns the joined :class:`SimResult` and labels ``[N]``."""
+    from torch.utils.data import DataLoader
+
+    results, labels = [], []
+    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+        results.append(sim(x.transpose(0, 1), count_ops=count_ops))
+        labels.append(torch.as_tensor(y).reshape(-1))
+    return concat_results(results), torch.cat(labels)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _energy_block(counts, targets: list[str]) -> dict[str, Any]:
+    return {t: estimate_energy(counts, t).to_dict() for t in targets}
+
+
+def operating_point(res: SimResult, y: torch.Tensor, steps: torch.Tensor | None, targets: list[str]) -> dict:
+    """Counts and energy of one operating point (all T when ``steps`` is None)."""
+    counts = count_ops(res, steps)
+    return {"ops": counts.to_dict(), "energy": _energy_block(counts, targets)}
+
+
+def build_report(
+    graph: Any,
+    *,
+    dataset: str = "mnist5k",
+    data_root: str | None = None,
+    T: int | None = None,
+    dt: float | None = None,
+    eval_split: str = "test",
+    calib_split: str = "val",
+    exits: list[ExitOption] | None = None,
+    targets: list[str] | None = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    limit: int | None = None,
+    calib_limit: int | None = None,
+    source: dict[str, Any] | None = None,
+    curve_points: int = 40,
+) -> dict[str, Any]:
+    """Everything ``trt-nm report`` writes, as plain data (see module docstring).
+
+    Args:
+        graph: ``nir.NIRGraph``.
+        dataset: registered dataset name.
+        T: timesteps (default ``graph.metadata["T"]``, else 4).
+        eval_split / calib_split: the reported split and the held-out calibration split.
+        exits: exit options (default: ``calibrate:0.5`` over every rule kind).
+        targets: energy profile names (default: all).
+        limit / calib_limit: use only the first N samples of each split.
+    """
+    t0 = time.perf_counter()
+    targets = list(targets) if targets else list_energy_profiles()
+    for t in targets:
+        get_energy_profile(t)
+    exits = list(exits) if exits else [parse_exit_option("calibrate:0.5")]
+    if calib_split == eval_split and any(e.rule is None for e in exits):
+        raise ConfigError("the calibration split must differ from the evaluated split")
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if T is None:
+        T = int(_plain(meta["T"])) if meta.get("T") is not None else 4
+    sim = Simulator(graph, dt=dt, device=device)
+    ds = load_split(dataset, eval_split, T, data_root=data_root, limit=limit)
+    res, y = simulate_dataset(sim, ds, batch_size=batch_size)
+    cum = res.cum_logits.float().cpu()
+    acc_t = accuracy_per_timestep(cum, y)
+    full = operating_point(res, y, None, targets)
+    layers = []
+    totals = count_ops(res, None)
+    per_t = res.spikes_per_timestep()
+    for name, row in totals.per_layer.items():
+        layers.append({"name": name, **row, "spikes_per_timestep": [s / res.batch_size for s in per_t.get(name, [])]})
+
+    needs_calib = any(e.rule is None for e in exits)
+    calib = None
+    if needs_calib:
+        cds = load_split(dataset, calib_split, T, data_root=data_root, limit=calib_limit)
+        cres, cy = simulate_dataset(sim, cds, batch_size=batch_size, count_ops=False)
+        calib = (cres.cum_logits.float().cpu(), cy)
+    exit_rows = []
+    for opt in exits:
+        if opt.rule is not None:
+            rules = [(opt.rule, None)]
+        else:
+            rules = []
+            for kind in opt.kinds:
+                cal = calibrate(kind, calib[0], calib[1], opt.budget, split=calib_split)
+                rules.append((cal.rule, cal))
+        for rule, cal in rules:
+            r = evaluate_exit(rule, cum, y)
+            exit_rows.append({
+                **r.to_dict(),
+                "source": "fixed" if cal is None else f"calibrated on {calib_split}",
+                "budget_pp": None if cal is None else cal.budget_pp,
+                "calibration": None if cal is None else cal.result.to_dict(),
+                **operating_point(res, y, r.exit_steps, targets),
+            })
+    curves = {}
+    for kind in list_exit_rules():
+        pts = sweep(kind, cum, y)
+        # thin to at most curve_points operating points, evenly over mean timesteps
+        pts.sort(key=lambda p: p.mean_timesteps)
+        if len(pts) > curve_points:
+            idx = sorted({round(i * (len(pts) - 1) / (curve_points - 1)) for i in range(curve_points)})
+            pts = [pts[i] for i in idx]
+        curves[kind] = [{"threshold": p.rule.threshold, "accuracy": p.accuracy, "mean_timesteps": p.mean_timesteps} for p in pts]
+    ann = {t: ann_energy(totals, t) for t in targets if get_energy_profile(t).e_mac > 0}
+    from trt_nm.version import __version__
+
+    return {
+        "format": "trt_nm-report",
+        "version": 1,
+        "trt_nm_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": str(device)},
+        "model": {**(source or {}), "arch": _plain(meta.get("arch", (source or {}).get("arch", ""))),
+                  "producer": _plain(meta.get("producer", "")), "dt": res.dt, "reset": res.reset, "T": T},
+        "dataset": {"name": dataset, "eval_split": eval_split, "calib_split": calib_split if needs_calib else None,
+                    "n_eval": int(y.numel()), "n_calib": int(calib[1].numel()) if calib else 0},
+        "counting_rule": COUNTING_RULE,
+        "accuracy_per_timestep": acc_t,
+        "accuracy": acc_t[-1],
+        "full_T": full,
+        "layers": layers,
+        "early_exit": exit_rows,
+        "exit_curves": curves,
+        "energy_profiles": {t: get_energy_profile(t).to_dict() for t in targets},
+        "ann_equivalent": {"macs": totals.ann_macs, "energy_j": ann,
+                           "note": "same architecture, non-spiking: every weighted layer once, dense, per inference"},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fmt_j(j: float) -> str:
+    for unit, f in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
+        if abs(j) >= f:
+            return f"{j / f:.3g} {unit}"
+    return f"{j:.3g} J"
+
+
+def _fmt_n(n: float) -> str:
+    if abs(n) >= 1e9:
+        return f"{n / 1e9:.3g} G"
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:.3g} M"
+    if abs(n) >= 1e3:
+        return f"{n / 1e3:.3g} k"
+    return f"{n:.3g}"
+
+
+def report_markdown(rep: dict[str, Any], plots: list[str]) -> str:
+    """The ``report.md`` text for a report dict."""
+    m, d = rep["model"], rep["dataset"]
+    L = [f"# trt_nm report: {m.get('arch') or 'NIR graph'} on {d['name']}", ""]
+    L.append(f"Model `{m.get('source', '?')}` ({m.get('producer') or 'unknown producer'}), T={m['T']}, "
+             f"dt={m['dt']:g} s, reset {m['reset']}. Evaluated on `{d['eval_split']}` ({d['n_eval']} samples)"
+             + (f"; exit thresholds calibrated on `{d['calib_split']}` ({d['n_calib']} samples)." if d["calib_split"] else "."))
+    L += ["", f"**Counting rule.** {rep['counting_rule']}", ""]
+    L += ["## Accuracy per timestep", "", "Prediction after t steps = argmax of the mean of the first t outputs.", "",
+          "| t | " + " | ".join(str(i + 1) for i in range(len(rep["accuracy_per_timestep"]))) + " |",
+          "|---|" + "---|" * len(rep["accuracy_per_timestep"]),
+          "| accuracy % | " + " | ".join(f"{a:.2f}" for a in rep["accuracy_per_timestep"]) + " |", ""]
+    L += ["## Early exit", "",
+          "| rule | source | accuracy % | loss vs full T (pp) | mean timesteps | exit histogram (t=1..T) | synops/sample | spikes/sample |",
+          "|---|---|---|---|---|---|---|---|"]
+    fo = rep["full_T"]["ops"]
+    L.append(f"| none (full T) | - | {rep['accuracy']:.2f} | 0.00 | {m['T']:.2f} | - | {_fmt_n(fo['synops'])} | {_fmt_n(fo['spikes'])} |")
+    for e in rep["early_exit"]:
+        src = e["source"] + (f", budget {e['budget_pp']:g} pp" if e["budget_pp"] is not None else "")
+        L.append(f"| `{e['rule']}` | {src} | {e['accuracy']:.2f} | {e['accuracy_loss_pp']:.2f} | {e['mean_timesteps']:.2f} | "
+                 f"{e['exit_histogram']} | {_fmt_n(e['ops']['synops'])} | {_fmt_n(e['ops']['spikes'])} |")
+    L += ["", "## Per-layer activity (full T, per sample)", "",
+          "| layer | type | neurons | spikes | firing rate | op | synops | dense MACs |", "|---|---|---|---|---|---|---|---|"]
+    for r in rep["layers"]:
+        spikes = _fmt_n(r["spikes"]) if "spikes" in r else ""
+        rate = f"{r['firing_rate']:.4f}" if "firing_rate" in r else ""
+        syn = _fmt_n(r["synops"]) if "synops" in r else ""
+        dense = _fmt_n(r["dense"]) if "dense" in r else ""
+        L.append(f"| {r['name']} | {r['kind']} | {r['neurons']} | {spikes} | {rate} | {r.get('op_kind', '')} | {syn} | {dense} |")
+    o = fo
+    L += ["", f"Totals per sample: effective ACs {_fmt_n(o['effective_acs'])}, effective MACs {_fmt_n(o['effective_macs'])}, "
+          f"dense {_fmt_n(o['dense'])}, neuron updates {_fmt_n(o['neuron_updates'])}, spikes {_fmt_n(o['spikes'])}, "
+          f"activation sparsity {o['activation_sparsity']:.4f}, connection sparsity {o['connection_sparsity']:.4f}, "
+          f"footprint {o['footprint_bytes'] / 1024:.1f} KiB.", ""]
+    L += ["## Energy per inference", "", "| target | full T | " + " | ".join(f"`{e['rule']}`" for e in rep["early_exit"]) + " | source |",
+          "|---|---|" + "---|" * len(rep["early_exit"]) + "---|"]
+    for t, prof in rep["energy_profiles"].items():
+        cells = [_fmt_j(rep["full_T"]["energy"][t]["total_j"])] + [_fmt_j(e["energy"][t]["total_j"]) for e in rep["early_exit"]]
+        note = f" ({prof['note']})" if prof["note"] else ""
+        L.append(f"| {t} | " + " | ".join(cells) + f" | {prof['source']}, {prof['year']}{note} |")
+    ann = rep["ann_equivalent"]
+    L += ["", "## ANN comparison", "",
+          f"The non-spiking ANN with the same layers needs {_fmt_n(ann['macs'])} MACs per inference.", "",
+          "| target | ANN energy | SNN full T | SNN / ANN |", "|---|---|---|---|"]
+    for t, ej in ann["energy_j"].items():
+        s = rep["full_T"]["energy"][t]["total_j"]
+        L.append(f"| {t} | {_fmt_j(ej)} | {_fmt_j(s)} | {s / ej:.3f} |" if ej > 0 else f"| {t} | - | {_fmt_j(s)} | - |")
+    if plots:
+        L += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    L += ["", f"Generated by trt_nm {rep['trt_nm_version']} in {rep['seconds']:.1f} s on {rep['machine']['platform']}.", ""]
+    return "\n".join(L)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """The report directory; an existing file in its place is a one-line error."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output directory is a file: {out}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"output directory {out} lies under a file: {parent}")
+    return out
+
+
+def write_report(rep: dict[str, Any], out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and PNG plots into ``out_dir``; returns their paths."""
+    from trt_nm.atomic import atomic_write_bytes
+
+    out = check_out_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    names: list[str] = []
+    if plots:
+        from trt_nm.report.plots import write_plots
+
+        for key, p in write_plots(rep, out).items():
+            paths[key] = p
+            names.append(p.name)
+    text = json.dumps(rep, indent=2, allow_nan=True)
+    paths["json"] = atomic_write_bytes(out / "report.json", lambda fh: fh.write(text.encode()))
+    md = report_markdown(rep, names)
+    paths["md"] = atomic_write_bytes(out / "report.md", lambda fh: fh.write(md.encode()))
+    return paths
+
+
+__all__ = [
+    "ExitOption",
+    "parse_exit_option",
+    "load_graph",
+    "load_split",
+    "simulate_dataset",
+    "build_report",
+    "write_report",
+    "report_markdown",
+    "check_out_dir",
+    "operating_point",
+]

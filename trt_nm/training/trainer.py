@@ -1,0 +1,439 @@
+"""The trainer: TRT (or TET/SDT/CE) training with Adam + cosine, AMP, compile, resumable.
+
+Each epoch writes ``last.pt`` (and ``best.pt`` when test accuracy improves) atomically,
+rewrites ``log.csv`` from the run history, and logs to TensorBoard when it is installed.
+Shuffling uses a permutation seeded by ``(seed, epoch)`` and all RNG states are checkpointed,
+so ``--resume`` continues exactly where the last completed epoch ended.
+
+Under ``torchrun`` (environment ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the trainer runs
+data-parallel (see :mod:`trt_nm.training.distributed`): DistributedDataParallel with BatchNorm
+statistics synchronised over ranks, ``batch_size`` as the global batch split evenly over
+the ranks, evaluation sharded and summed, and logging/checkpoints on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from trt_nm.atomic import atomic_write_bytes
+from trt_nm.config import TrainConfig
+from trt_nm.errors import CheckpointError, ConfigError, TrainingDiverged
+from trt_nm.losses import Loss
+from trt_nm.metrics.accuracy import correct_per_timestep
+from trt_nm.models import SpikingModel, build_model
+from trt_nm.training import distributed
+from trt_nm.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a missing GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available")
+    return dev
+
+
+def autocast_dtype(amp: str) -> torch.dtype | None:
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def to_time_major(x: torch.Tensor) -> torch.Tensor:
+    """DataLoader batches are ``[B, T, ...]``; models take ``[T, B, ...]``."""
+    return x.transpose(0, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp: str = "none",
+) -> dict[str, Any]:
+    """Per-timestep accuracy (in %) of the running-mean prediction on ``loader``.
+
+    Returns ``{"acc_per_t": [T floats], "acc": acc at T, "n": samples, "correct": [T ints]}``.
+    """
+    model.eval()
+    correct: torch.Tensor | None = None
+    n = 0
+    dtype = autocast_dtype(amp)
+    for x, y in loader:
+        x = to_time_major(x.to(device, non_blocking=True))
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(x)
+        c = correct_per_timestep(out, y).cpu()
+        correct = c if correct is None else correct + c
+        n += y.numel()
+    if correct is None or n == 0:
+        raise ConfigError("evaluation split is empty")
+    acc = (correct.double() * 100.0 / n).tolist()
+    return {"acc_per_t": acc, "acc": acc[-1], "n": n, "correct": correct.tolist()}
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    out_dir: Path
+    best_acc: float
+    final_acc_per_t: list[float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Callback:
+    """Trainer extension point; override what you need.
+
+    ``on_train_start`` runs once after the model, optimizer and data exist (and after a
+    resume); ``on_epoch_end`` after each epoch's evaluation, before checkpoints are written,
+    with the epoch's log row (add keys to it to log them).
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:  # noqa: B027
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:  # noqa: B027
+        pass
+
+
+def default_callbacks(cfg: TrainConfig) -> list[Callback]:
+    """Callbacks implied by the config (QAT target, Fisher recording)."""
+    cbs: list[Callback] = []
+    if cfg.qat_target:
+        from trt_nm.quantize import QATCallback  # provided by the targets work
+
+        cbs.append(QATCallback(cfg.qat_target))
+    if cfg.fisher_epochs:
+        from trt_nm.analysis.fisher import FisherRecorder  # provided by the analysis work
+
+        cbs.append(FisherRecorder(cfg.fisher_epochs))
+    return cbs
+
+
+class Trainer:
+    """Train a zoo model on a registered dataset according to a :class:`TrainConfig`."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        train_set: Dataset | None = None,
+        test_set: Dataset | None = None,
+        model: SpikingModel | None = None,
+        progress: bool | None = None,
+        log=print,
+        callbacks: list[Callback] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.callbacks = list(callbacks or []) + default_callbacks(cfg)
+        self.log = log
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.init_from_env(self.device)
+        self.per_rank_batch = distributed.per_rank_batch(cfg.batch_size, self.dist)
+        if not self.dist.is_main:  # rank 0 alone logs and shows progress
+            self.log = _silent
+            self.progress = False
+        if cfg.amp != "none" and self.device.type != "cuda":
+            raise ConfigError(f"--amp {cfg.amp} needs a CUDA device (got {self.device})")
+        self.out_dir = Path(cfg.out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ConfigError(f"output directory is a file: {self.out_dir}")
+        from trt_nm.datasets import dataset_info, get_dataset
+
+        if train_set is None or test_set is None:
+            # only static images are encoded over T; event data comes binned
+            kw = {"encoding": cfg.encoding} if dataset_info(cfg.dataset).kind == "static" else {}
+        self.train_set = train_set if train_set is not None else get_dataset(
+            cfg.dataset, cfg.data_root, "train", cfg.T, **kw
+        )
+        self.test_set = test_set if test_set is not None else get_dataset(
+            cfg.dataset, cfg.data_root, "test", cfg.T, **kw
+        )
+        if cfg.train_limit:
+            self.train_set = Subset(self.train_set, range(min(cfg.train_limit, len(self.train_set))))
+        if cfg.test_limit:
+            self.test_set = Subset(self.test_set, range(min(cfg.test_limit, len(self.test_set))))
+        if len(self.train_set) == 0 or len(self.test_set) == 0:
+            raise ConfigError("training or test split is empty")
+        seed_everything(cfg.seed)
+        if model is None:
+            info = getattr(self.train_set, "info", None) or getattr(getattr(self.train_set, "dataset", None), "info", None)
+            if info is None:
+                raise ConfigError("dataset has no 'info' metadata; pass a model explicitly")
+            model = build_model(
+                cfg.arch,
+                backend=cfg.backend,
+                num_classes=info.num_classes,
+                in_channels=info.in_channels,
+                T=cfg.T,
+                input_size=tuple(info.input_size),
+                neuron=cfg.neuron_config(),
+            )
+        self.model = model.to(self.device)
+        if self.dist.enabled:
+            if len(self.test_set) < self.dist.world_size:
+                raise ConfigError(f"test split has fewer samples than the {self.dist.world_size} processes")
+            distributed.convert_sync_batchnorm(self.model, self.device)
+        self.loss_fn = Loss(cfg.loss, **cfg.loss_kwargs)
+        if cfg.optimizer == "adam":
+            # the fused CUDA kernel is the same Adam update in one launch
+            self.optimizer = torch.optim.Adam(
+                self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                fused=True if self.device.type == "cuda" else None,
+            )
+        else:
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+            )
+        self.scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs, eta_min=0.0)
+            if cfg.scheduler == "cosine"
+            else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp: torch.nn.Module | None = DistributedDataParallel(self.model, device_ids=ids)
+            self.forward = torch.compile(self.ddp) if cfg.compile else self.ddp
+            # evaluation needs no gradient sync: run the plain module on each rank's shard
+            self.eval_forward = torch.compile(self.model) if cfg.compile else self.model
+        else:
+            self.ddp = None
+            self.forward = torch.compile(self.model) if cfg.compile else self.model
+            self.eval_forward = self.forward
+        self.start_epoch = 0
+        self.best_acc = -1.0
+        self.history: list[dict[str, Any]] = []
+        self._tb = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _payload(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "model_spec": self.model.spec,
+            "config": self.cfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "best_acc": self.best_acc,
+            "history": self.history,
+        }
+
+    def resume(self, path: str | Path) -> None:
+        """Restore everything from a checkpoint written by this trainer."""
+        data = load_checkpoint(path)
+        if data.get("config", {}).get("arch") not in (None, self.cfg.arch) or data["model_spec"]["arch"] != self.model.spec["arch"]:
+            raise CheckpointError(f"{path}: checkpoint is for arch {data['model_spec']['arch']!r}, not {self.model.spec['arch']!r}")
+        try:
+            self.model.load_state_dict(data["model"])
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.scheduler.load_state_dict(data["scheduler"])
+            if "scaler" in data:
+                self.scaler.load_state_dict(data["scaler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: checkpoint does not match this run ({str(exc).splitlines()[0][:160]})") from None
+        restore_rng(data["rng"])
+        self.start_epoch = int(data["epoch"])
+        self.best_acc = float(data.get("best_acc", -1.0))
+        self.history = list(data.get("history", []))
+        self.log(f"resumed from {path} at epoch {self.start_epoch}")
+
+    def _write_csv(self) -> None:
+        if not self.history:
+            return
+        keys = list(self.history[0].keys())
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        for row in self.history:
+            w.writerow(row)
+        atomic_write_bytes(self.out_dir / "log.csv", lambda fh: fh.write(buf.getvalue().encode()))
+
+    def _tensorboard(self):
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+            else:
+                self._tb = SummaryWriter(str(self.out_dir / "tb"))
+        return self._tb or None
+
+    # ------------------------------------------------------------------ loops
+    def _loader(self, ds: Dataset, shuffle: bool, epoch: int) -> DataLoader:
+        seed = self.cfg.seed * 100_003 + epoch
+        g = torch.Generator()
+        g.manual_seed(seed)
+        sampler = (
+            distributed.EpochSampler(len(ds), seed, self.dist.rank, self.dist.world_size)
+            if shuffle
+            else None
+        )
+        return DataLoader(
+            ds,
+            batch_size=self.per_rank_batch,
+            sampler=sampler,
+            generator=g if shuffle else None,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
+        )
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        loader = self._loader(self.train_set, True, epoch)
+        dtype = autocast_dtype(cfg.amp)
+        total_loss, total_correct, n = 0.0, 0, 0
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+        # progress=None: tqdm decides (shown on a terminal, hidden in logs)
+        disable = None if self.progress is None else not self.progress
+        bar = None
+        if tqdm is not None:
+            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=disable, file=sys.stderr)
+        for step, (x, y) in enumerate(loader):
+            if step >= steps:
+                break
+            x = to_time_major(x.to(self.device, non_blocking=True))
+            y = y.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                out = self.forward(x)
+            loss = self.loss_fn(out, y, self.model.named_parameters())
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
+                    f"stopped, last good checkpoint kept in {self.out_dir}"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            with torch.no_grad():
+                bs = y.numel()
+                total_loss += loss.item() * bs
+                total_correct += int((out.float().mean(0).argmax(-1) == y).sum())
+                n += bs
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{100.0 * total_correct / n:.1f}%")
+        if bar is not None:
+            bar.close()
+        total_loss, total_correct, n = distributed.all_reduce_sum(
+            [total_loss, float(total_correct), float(n)], self.device
+        )
+        return {"train_loss": total_loss / max(n, 1), "train_acc": 100.0 * total_correct / max(n, 1)}
+
+    def _evaluate(self, loader: DataLoader) -> dict[str, Any]:
+        """:func:`evaluate` on this rank's shard, summed over ranks when distributed."""
+        ev = evaluate(self.eval_forward, loader, self.device, self.cfg.amp)
+        if not self.dist.enabled:
+            return ev
+        counts = [float(c) for c in ev["correct"]]
+        *counts, n = distributed.all_reduce_sum([*counts, float(ev["n"])], self.device)
+        acc = [c * 100.0 / n for c in counts]
+        return {"acc_per_t": acc, "acc": acc[-1], "n": int(n)}
+
+    def fit(self, resume: str | Path | None = None) -> TrainResult:
+        """Train for ``cfg.epochs`` epochs (continuing a checkpoint when ``resume`` is given)."""
+        cfg = self.cfg
+        if resume is not None:
+            self.resume(resume)
+        main = self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        test_set = distributed.eval_shard(self.test_set, self.dist) if self.dist.enabled else self.test_set
+        test_loader = self._loader(test_set, False, 0)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        last_eval: dict[str, Any] | None = None
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            tr = self.train_epoch(epoch)
+            self.scheduler.step()
+            ev = self._evaluate(test_loader)
+            last_eval = ev
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": round(tr["train_loss"], 6),
+                "train_acc": round(tr["train_acc"], 4),
+                "test_acc": round(ev["acc"], 4),
+                **{f"test_acc_t{t + 1}": round(a, 4) for t, a in enumerate(ev["acc_per_t"])},
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch + 1, row)
+            self.history.append(row)
+            improved = ev["acc"] > self.best_acc
+            if improved:
+                self.best_acc = ev["acc"]
+            if main:
+                payload = self._payload(epoch + 1)
+                save_checkpoint(self.out_dir / "last.pt", payload)
+                if improved:
+                    save_checkpoint(self.out_dir / "best.pt", payload)
+                self._write_csv()
+            tb = self._tensorboard() if main else None
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(k, v, epoch + 1)
+                tb.flush()
+            per_t = " ".join(f"{a:.1f}" for a in ev["acc_per_t"])
+            self.log(
+                f"epoch {epoch + 1}/{cfg.epochs}  loss {tr['train_loss']:.4f}  train {tr['train_acc']:.2f}%  "
+                f"test {ev['acc']:.2f}%  per-t [{per_t}]  {row['seconds']:.1f}s"
+            )
+        if last_eval is None:  # resumed a finished run: just report
+            last_eval = self._evaluate(test_loader)
+        if self._tb:
+            self._tb.close()
+        return TrainResult(self.out_dir, self.best_acc, last_eval["acc_per_t"], self.history)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The log function of ranks other than 0."""
+
+
+def config_from_checkpoint(path: str | Path, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` stored in a checkpoint, with ``overrides`` applied."""
+    data = load_checkpoint(path)
+    if "config" not in data:
+        raise CheckpointError(f"{path}: checkpoint holds no training config")
+    cfg = TrainConfig.from_dict(data["config"])
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+__all__ = ["Trainer", "TrainResult", "evaluate", "seed_everything", "config_from_checkpoint"]
