@@ -25,6 +25,11 @@ class CheckpointError(TrtNmError):
     """A checkpoint file is missing, truncated, corrupt or not a trt_nm checkpoint."""
 
 
+class NirError(TrtNmError):
+    """A NIR file or graph that cannot be read, is invalid, or uses an unsupported feature
+    (also what the simulator raises for a graph it cannot run)."""
+
+
 class TrainingDiverged(TrtNmError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 

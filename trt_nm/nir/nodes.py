@@ -21,6 +21,8 @@ time-major ``[T, B, *shape]`` and return ``[T, B, *shape]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,12 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trt_nm.errors import NirError
 from trt_nm.neuron.surrogate import spike
 
-#: NIR node types with state carried across timesteps
-STATEFUL_TYPES = frozenset({"LIF", "CubaLIF", "CubaLI", "IF", "LI", "I", "Delay"})
-#: NIR node types whose output is spikes
-SPIKING_TYPES = frozenset({"LIF", "CubaLIF", "IF", "Threshold"})
+# --------------------------------------------------------------------------- the node table
 
 
 def arr(value: Any) -> np.ndarray:
@@ -41,6 +41,176 @@ def arr(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=np.float64)
+
+
+def _positive(name: str, value: np.ndarray) -> np.ndarray:
+    if not np.all(value > 0):
+        raise NirError(f"{name} must be > 0")
+    return value
+
+
+def _reset_value(node: Any) -> np.ndarray:
+    """``v_reset`` broadcast to the threshold's shape (0 where the node has none)."""
+    vr = getattr(node, "v_reset", None)
+    thr = arr(node.v_threshold)
+    return np.broadcast_to(arr(0.0 if vr is None else vr), thr.shape).copy()
+
+
+def _li(node: Any, dt: float) -> dict[str, np.ndarray]:
+    # Euler for tau dv/dt = v_leak - v + r*S: h = (1 - dt/tau) v + (r dt/tau) S + v_leak dt/tau
+    a = dt / _positive("tau", arr(node.tau))
+    return {"decay": 1.0 - a, "gain": arr(node.r) * a, "leak": arr(node.v_leak) * a}
+
+
+def _lif(node: Any, dt: float) -> dict[str, np.ndarray]:
+    return {**_li(node, dt), "threshold": arr(node.v_threshold), "v_reset": _reset_value(node)}
+
+
+def _if(node: Any, dt: float) -> dict[str, np.ndarray]:
+    # dv/dt = r*S (no leak): h = v + (r dt) S
+    r = arr(node.r)
+    return {"decay": np.ones_like(r), "gain": r * dt, "leak": np.zeros_like(r),
+            "threshold": arr(node.v_threshold), "v_reset": _reset_value(node)}
+
+
+def _i(node: Any, dt: float) -> dict[str, np.ndarray]:
+    r = arr(node.r)
+    return {"decay": np.ones_like(r), "gain": r * dt, "leak": np.zeros_like(r)}
+
+
+def _cuba_li(node: Any, dt: float) -> dict[str, np.ndarray]:
+    # i = (1 - dt/tau_syn) i + (w_in dt/tau_syn) S, then the membrane of LI driven by the NEW i
+    ts = _positive("tau_syn", arr(node.tau_syn))
+    tm = _positive("tau_mem", arr(node.tau_mem))
+    a = dt / tm
+    return {"syn_decay": 1.0 - dt / ts, "syn_gain": arr(node.w_in) * dt / ts,
+            "decay": 1.0 - a, "gain": arr(node.r) * a, "leak": arr(node.v_leak) * a}
+
+
+def _cuba_lif(node: Any, dt: float) -> dict[str, np.ndarray]:
+    c = _cuba_li(node, dt)
+    c.update(threshold=arr(node.v_threshold), v_reset=_reset_value(node))
+    return c
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """What one NIR node type is, for every reader of a graph.
+
+    Attributes:
+        name: the NIR class name (``type(node).__name__``).
+        role: ``"io"``, ``"weight"`` (Affine/Linear/Conv), ``"neuron"``, ``"pool"``,
+            ``"reshape"``, ``"scale"``, ``"threshold"``, ``"delay"`` or ``"graph"``.
+        layer: the layer kind target profiles list (``"dense"``, ``"conv"``, ``"avgpool"``,
+            ``"sumpool"``, ``"flatten"``, ``"scale"``, ``"neuron"``, ``"input"``, ``"output"``).
+        stateful: carries state across timesteps.
+        spiking: its output is spikes in {0, 1}.
+        params: array fields (checked finite and broadcastable by the validator).
+        state: names of the state variables (``("v",)``, ``("v", "i")``), empty if stateless.
+        coefficients: ``(node, dt) -> {name: float64 array}`` of the discrete-time update:
+            ``decay``, ``gain``, ``leak`` (membrane: ``h = decay*v + gain*S + leak``),
+            ``syn_decay``, ``syn_gain`` (current: ``i = syn_decay*i + syn_gain*S``, then
+            ``S := i``), ``threshold``, ``v_reset``; None for nodes without time constants.
+        ops: how synaptic operations are counted: ``"fanout"`` (one operation per event and
+            nonzero outgoing weight: ACs for binary events, effective MACs otherwise) or
+            ``"none"``.
+        events: how an event-count tensor passes the node on its way to the next weighted
+            node: ``"identity"``, ``"window_sum"`` (pooling), ``"reshape"``, ``"emit"``
+            (spiking nodes emit new events), ``"block"`` (it does not pass).
+        quantize: how post-training quantization treats it: ``"weights"`` (integer weights,
+            bias in the same scale), ``"threshold"`` (threshold co-scaled with the incoming
+            weights), ``"none"``.
+        simulated: the simulator runs it.
+    """
+
+    name: str
+    role: str
+    layer: str
+    stateful: bool = False
+    spiking: bool = False
+    params: tuple[str, ...] = ()
+    state: tuple[str, ...] = ()
+    coefficients: Callable[[Any, float], dict[str, np.ndarray]] | None = None
+    ops: str = "none"
+    events: str = "block"
+    quantize: str = "none"
+    simulated: bool = True
+
+    @property
+    def weighted(self) -> bool:
+        return self.role == "weight"
+
+    @property
+    def neuron(self) -> bool:
+        """A neuron model (stateful, or the stateless ``Threshold``) a chip must implement."""
+        return self.role in ("neuron", "threshold")
+
+
+_SPIKE_PARAMS = ("v_threshold", "v_reset")
+_KINDS = (
+    NodeKind("Input", "io", "input", events="identity"),
+    NodeKind("Output", "io", "output", events="identity"),
+    NodeKind("Affine", "weight", "dense", params=("weight", "bias"), ops="fanout", quantize="weights"),
+    NodeKind("Linear", "weight", "dense", params=("weight",), ops="fanout", quantize="weights"),
+    NodeKind("Conv1d", "weight", "conv", params=("weight", "bias"), ops="fanout", quantize="weights"),
+    NodeKind("Conv2d", "weight", "conv", params=("weight", "bias"), ops="fanout", quantize="weights"),
+    NodeKind("AvgPool2d", "pool", "avgpool", events="window_sum"),
+    NodeKind("SumPool2d", "pool", "sumpool", events="window_sum"),
+    NodeKind("Flatten", "reshape", "flatten", events="reshape"),
+    NodeKind("Scale", "scale", "scale", params=("scale",), events="identity"),
+    NodeKind("Threshold", "threshold", "neuron", spiking=True, params=("threshold",), events="emit"),
+    NodeKind("LIF", "neuron", "neuron", stateful=True, spiking=True,
+             params=("tau", "r", "v_leak", *_SPIKE_PARAMS), state=("v",), coefficients=_lif,
+             events="emit", quantize="threshold"),
+    NodeKind("IF", "neuron", "neuron", stateful=True, spiking=True, params=("r", *_SPIKE_PARAMS),
+             state=("v",), coefficients=_if, events="emit", quantize="threshold"),
+    NodeKind("CubaLIF", "neuron", "neuron", stateful=True, spiking=True,
+             params=("tau_mem", "tau_syn", "r", "v_leak", "w_in", *_SPIKE_PARAMS),
+             state=("v", "i"), coefficients=_cuba_lif, events="emit", quantize="threshold"),
+    NodeKind("LI", "neuron", "neuron", stateful=True, params=("tau", "r", "v_leak"), state=("v",),
+             coefficients=_li),
+    NodeKind("I", "neuron", "neuron", stateful=True, params=("r",), state=("v",), coefficients=_i),
+    NodeKind("CubaLI", "neuron", "neuron", stateful=True,
+             params=("tau_mem", "tau_syn", "r", "v_leak", "w_in"), state=("v", "i"),
+             coefficients=_cuba_li),
+    NodeKind("Delay", "delay", "delay", stateful=True, params=("delay",), simulated=False),
+    NodeKind("NIRGraph", "graph", "graph", simulated=False),
+)
+#: NIR node type name -> :class:`NodeKind`; the one table every reader of a graph uses
+NODE_KINDS: dict[str, NodeKind] = {k.name: k for k in _KINDS}
+
+
+def node_kind(node: Any) -> NodeKind:
+    """The :class:`NodeKind` of a NIR node (or of a type name); unknown types raise NirError."""
+    name = node if isinstance(node, str) else type(node).__name__
+    try:
+        return NODE_KINDS[name]
+    except KeyError:
+        raise NirError(
+            f"unknown NIR node type {name!r}; known types: {', '.join(sorted(NODE_KINDS))}"
+        ) from None
+
+
+def kinds_where(**flags: Any) -> tuple[str, ...]:
+    """Names of the node kinds whose attributes equal ``flags`` (e.g. ``stateful=True``)."""
+    return tuple(k.name for k in _KINDS if all(getattr(k, f) == v for f, v in flags.items()))
+
+
+def coefficients(node: Any, dt: float) -> dict[str, np.ndarray]:
+    """The discrete-time coefficients of a stateful node (see :class:`NodeKind`), float64."""
+    kind = node_kind(node)
+    if kind.coefficients is None:
+        raise NirError(f"NIR node type {kind.name} has no discrete-time coefficients")
+    return kind.coefficients(node, dt)
+
+
+#: NIR node types with state carried across timesteps
+STATEFUL_TYPES = frozenset(kinds_where(stateful=True))
+#: NIR node types whose output is spikes
+SPIKING_TYPES = frozenset(kinds_where(spiking=True))
+
+
+# --------------------------------------------------------------------------- torch modules
 
 
 def fire(h: torch.Tensor, threshold: torch.Tensor, surrogate: str = "triangle",

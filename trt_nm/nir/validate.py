@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_nm.errors import TrtNmError
+from trt_nm.errors import NirError
 from trt_nm.nir.nodes import STATEFUL_TYPES, arr
 
 #: NIR node types nir 1.0 can (de)serialise
@@ -32,10 +32,6 @@ _PARAM_FIELDS = (
     "weight", "bias", "scale", "tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold",
     "v_reset", "w_in", "threshold", "delay",
 )
-
-
-class NirError(TrtNmError):
-    """A NIR file or graph that cannot be read, is invalid, or uses an unsupported feature."""
 
 
 def _first_line(exc: BaseException) -> str:
