@@ -1,8 +1,8 @@
 """The paper's neuromorphic datasets through tonic: N-MNIST, DVS128 Gesture, CIFAR10-DVS,
 N-Caltech101 and SHD.
 
-Files are read by tonic's own dataset classes (same folders, same readers) with downloading
-disabled: each class is subclassed under the *same name* (tonic derives the folder
+Files are read by tonic's own dataset classes (same folders, same readers; SHD: see below)
+with downloading disabled: each class is subclassed under the *same name* (tonic derives the folder
 ``<root>/<ClassName>`` from it) with ``download`` raising and ``_check_exists`` trusting our
 own, more precise file check (tonic's demands the archive and a full file count).
 ``trt-nm datasets NAME --data-root DIR --download`` runs tonic's real downloader.
@@ -19,6 +19,13 @@ Preprocessing (as in the TRT paper where it has one):
 
 Frames are cached per sample (:class:`~.cache.SampleCache`), keyed by every preprocessing
 parameter and a fingerprint (count, bytes, newest mtime) of the source files.
+
+Every file is hostile until checked: a sample whose events lie off the sensor (x, y,
+polarity, or a negative/non-finite timestamp) or whose label is outside the dataset's classes
+is refused with one line naming the file, the field and the valid range. SHD's HDF5 files are
+read by :class:`SHDFile`, not by tonic: it follows no external or soft links, reads no
+external-storage or virtual datasets, loads no filter plugins and checks every declared size
+before reading (it returns the events tonic's ``SHD`` would).
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ import numpy as np
 from trt_nm.datasets.augment import FlipShift
 from trt_nm.datasets.cache import SampleCache
 from trt_nm.datasets.errors import DatasetFileError, MissingDatasetError
-from trt_nm.datasets.frames import CachedFrameDataset, events_to_frames
+from trt_nm.datasets.frames import CachedFrameDataset, check_fields, events_to_frames
 from trt_nm.datasets.registry import DatasetInfo, register_dataset
 from trt_nm.errors import ConfigError, MissingDependencyError, TrtNmError, require
 
 PAPER_SIZE = (48, 48)  # CIFAR10-DVS / N-Caltech101 frames in the paper
 NCALTECH_SENSOR = (240, 180, 2)  # largest N-Caltech101 recording (x < 240, y < 180)
+ATIS_SENSOR = (304, 240, 2)  # the ATIS that recorded N-MNIST / N-Caltech101: any event lies in it
+DVS128_SENSOR = (128, 128, 2)  # DVS128 Gesture, CIFAR10-DVS
 
 
 def _no_download(self) -> None:  # replaces tonic's Dataset.download in the readers
@@ -85,6 +94,8 @@ class Recipe:
     #: split -> (folder relative to <root>/<ClassName>, file suffix, what to put there, url)
     layout: dict[str, tuple[str, str, str, str]]
     min_bytes_multiple: int = 1  # N-MNIST/N-Caltech101 events are 5 bytes each
+    #: (W, H) every event of an ATIS binary file (N-MNIST, N-Caltech101) must lie in
+    atis_range: tuple[int, int] | None = None
 
     def folder(self, root: Path, split: str) -> Path:
         return root / self.tonic_class / self.layout[split][0]
@@ -119,6 +130,29 @@ class Recipe:
             raise DatasetFileError(f"{path}: empty event file")
         if size % self.min_bytes_multiple:
             raise DatasetFileError(f"{path}: truncated event file ({size} bytes is not a whole number of {self.min_bytes_multiple}-byte events)")
+        if self.atis_range is not None:
+            check_atis_file(path, self.atis_range)
+
+
+#: the y value an ATIS binary uses to mark a timestamp overflow record (not an event)
+ATIS_OVERFLOW_Y = 240
+
+
+def check_atis_file(path: str, atis_range: tuple[int, int]) -> None:
+    """Refuse an ATIS binary (5 bytes per event: x, y, p|t...) with an event off the sensor.
+
+    The raw bytes are checked, before tonic shifts or casts anything: ``x`` in ``[0, W)`` and
+    ``y`` in ``[0, H)`` for every record that is not a timestamp-overflow marker (y = 240).
+    """
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetFileError(f"{path}: cannot read ({exc.strerror})") from None
+    x, y = raw[0::5], raw[1::5]
+    events = y != ATIS_OVERFLOW_Y
+    problem = check_fields({"x": x[events], "y": y[events]}, (*atis_range, 2))
+    if problem is not None:
+        raise DatasetFileError(f"{path}: {problem}")
 
 
 class _Validated:
@@ -184,6 +218,7 @@ NMNIST_RECIPE = Recipe(
                  "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded"),
     },
     min_bytes_multiple=5,
+    atis_range=(34, 34),
 )
 
 
@@ -208,7 +243,7 @@ def _tonic_download(class_name: str, splits: tuple[dict[str, Any], ...], root: s
 def load_nmnist(root: str | None = None, split: str = "train", T: int = 4, *, cache_dir: str | None = None) -> CachedFrameDataset:
     """N-MNIST ``[T, 2, 34, 34]`` event-count frames (all three saccades), labels 0..9."""
     return _binned_tonic_dataset(
-        NMNIST_RECIPE, root, split, T, ".bin", (34, 34, 2), NMNIST_RECIPE.validate_file, cache_dir
+        NMNIST_RECIPE, root, split, T, ".bin", (34, 34, 2), NMNIST_RECIPE.validate_file, cache_dir, 10
     )
 
 
@@ -221,19 +256,27 @@ def _binned_tonic_dataset(
     sensor_size: tuple[int, int, int],
     validate: Any,
     cache_dir: str | None,
+    num_classes: int,
 ) -> CachedFrameDataset:
-    """A tonic dataset (train/test folders of ``ext`` files) binned into T ToFrame frames, cached."""
+    """A tonic dataset (train/test folders of ``ext`` files) binned into T ToFrame frames, cached.
+
+    Events must lie on the ``sensor_size`` sensor and labels in ``[0, num_classes)``.
+    """
     r = _root(root, recipe.name)
     files = _files(recipe.folder(r, split), ext)
     if not files:
         raise recipe.missing_error(root, split)
     ds = _construct(recipe, r, train=split == "train")
     params = _frame_params(recipe, r, split, T, {"sensor_size": sensor_size}, files)
+    w, h, p = sensor_size
     return CachedFrameDataset(
         _Validated(ds, validate),
         lambda ev: events_to_frames(ev, sensor_size, T),
         SampleCache(recipe.name, params, cache_dir),
         paths=ds.data,
+        num_classes=num_classes,
+        sensor_range=sensor_size,
+        frame_shape=(T, p, h, w),
     )
 
 
@@ -252,11 +295,17 @@ GESTURE_RECIPE = Recipe(
 
 def _validate_npy(path: str) -> None:
     try:
-        arr = np.load(path, mmap_mode="r")
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetFileError(f"{path}: corrupt or truncated .npy event file ({str(exc)[:120]})") from None
     if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0:
         raise DatasetFileError(f"{path}: expected a non-empty [N, 4] (x, y, p, t ms) event array, got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf" or arr.dtype.fields is not None:
+        raise DatasetFileError(f"{path}: expected numeric (x, y, p, t ms) events, got dtype {arr.dtype}")
+    # the file's own values, before tonic casts them to int16 / bool
+    problem = check_fields({"x": arr[:, 0], "y": arr[:, 1], "p": arr[:, 2], "t": arr[:, 3]}, DVS128_SENSOR)
+    if problem is not None:
+        raise DatasetFileError(f"{path}: {problem}")
 
 
 @register_dataset(
@@ -273,7 +322,7 @@ def _validate_npy(path: str) -> None:
 def load_dvsgesture(root: str | None = None, split: str = "train", T: int = 4, *, cache_dir: str | None = None) -> CachedFrameDataset:
     """DVS128 Gesture ``[T, 2, 128, 128]`` event-count frames, labels 0..10."""
     return _binned_tonic_dataset(
-        GESTURE_RECIPE, root, split, T, ".npy", (128, 128, 2), _validate_npy, cache_dir
+        GESTURE_RECIPE, root, split, T, ".npy", DVS128_SENSOR, _validate_npy, cache_dir, 11
     )
 
 
@@ -330,6 +379,9 @@ def load_cifar10dvs(
         paths=ds.data,
         augment=_dvs48_augment(split, augment),
         indices=idx,
+        num_classes=10,
+        sensor_range=DVS128_SENSOR,
+        frame_shape=(T, 2, *PAPER_SIZE),
     )
 
 
@@ -343,6 +395,7 @@ NCALTECH_RECIPE = Recipe(
         for s in ("train", "test")
     },
     min_bytes_multiple=5,
+    atis_range=ATIS_SENSOR[:2],
 )
 
 
@@ -382,6 +435,9 @@ def load_ncaltech101(
         label_map=to_int.__getitem__,
         augment=_dvs48_augment(split, augment),
         indices=idx,
+        num_classes=101,
+        sensor_range=ATIS_SENSOR,
+        frame_shape=(T, 2, *PAPER_SIZE),
     )
 
 
@@ -399,6 +455,128 @@ def check_shd(root: str | None, splits: tuple[str, ...] = ("train", "test")) -> 
         if not p.is_file():
             problems.append(f"{SHD_FILES[s]} (unzipped from {SHD_URL}{SHD_FILES[s]}.zip) into {p.parent}/")
     return problems
+
+
+SHD_CLASSES = 20
+SHD_CHANNELS = 700
+#: most samples an SHD file may declare before anything is read (the real files: 8,156 / 2,264)
+SHD_MAX_SAMPLES = 1_000_000
+#: HDF5 filters built into libhdf5 / h5py (deflate, shuffle, fletcher32, szip, nbit,
+#: scaleoffset, lzf); any other filter id would make libhdf5 load a plugin library
+HDF5_BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+
+
+class SHDFile:
+    """One SHD HDF5 file, read defensively; indexable like tonic's ``SHD``.
+
+    ``self[j]`` is ``(events, label)``: tonic's SHD events (structured ``t`` in us, ``x`` the
+    channel, ``p = 1``, dtype :attr:`dtype`) and the int label. Every open checks that
+    ``spikes/times``, ``spikes/units`` and ``labels`` are datasets stored in this file (hard
+    links only: no external or soft links, no external storage, no virtual datasets, only
+    built-in filters), 1-D, of one length ``n <= SHD_MAX_SAMPLES``, with variable-length float
+    times (seconds), variable-length integer units and integer labels, before any data is
+    read. All labels must lie in ``[0, 20)`` (checked on opening); a sample's units must lie
+    in ``[0, 700)`` and its times be finite and ``>= 0`` (checked when it is read).
+    """
+
+    dtype = np.dtype([("t", int), ("x", int), ("p", int)])  # tonic's HSD dtype
+
+    def __init__(self, path: str | os.PathLike, num_classes: int = SHD_CLASSES, channels: int = SHD_CHANNELS):
+        self.path = Path(path)
+        self.num_classes = num_classes
+        self.channels = channels
+        with self._open() as f:
+            labels = self._datasets(f)[2]
+            try:
+                raw = np.asarray(labels[()])
+            except Exception as exc:  # h5py: a damaged chunk, a failing filter, ...
+                raise DatasetFileError(f"{self.path}: cannot read 'labels' ({type(exc).__name__}: {str(exc)[:120]})") from None
+        bad = np.flatnonzero((raw < 0) | (raw >= num_classes))
+        if len(bad):
+            raise DatasetFileError(
+                f"{self.path}: 'labels' holds {raw[bad[0]].item()} at sample {bad[0]}, outside SHD's {num_classes} classes [0, {num_classes})"
+            )
+        self.targets = raw.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _open(self) -> Any:
+        h5py = require("h5py", "data")
+        try:
+            return h5py.File(self.path, "r")
+        except Exception as exc:  # not HDF5, truncated, unreadable
+            raise DatasetFileError(f"{self.path}: not an SHD HDF5 file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+    def _dataset(self, f: Any, name: str) -> Any:
+        h5py = require("h5py", "data")
+        node, parts = f, name.split("/")
+        for k, part in enumerate(parts):
+            where = "/".join(parts[: k + 1])
+            try:
+                link = node.get(part, getlink=True)
+            except Exception as exc:  # a user-defined link type, a damaged link table
+                raise DatasetFileError(f"{self.path}: cannot read the link {where!r} ({type(exc).__name__})") from None
+            if link is None:
+                raise DatasetFileError(f"{self.path}: not an SHD HDF5 file (no {where!r})")
+            if not isinstance(link, h5py.HardLink):
+                kind = {h5py.ExternalLink: "an external link", h5py.SoftLink: "a soft link"}.get(type(link), type(link).__name__)
+                raise DatasetFileError(f"{self.path}: {where!r} is {kind}; only data stored in this file is read")
+            node = node[part]
+        if not isinstance(node, h5py.Dataset):
+            raise DatasetFileError(f"{self.path}: {name!r} is not an HDF5 dataset")
+        dcpl = node.id.get_create_plist()
+        if node.is_virtual:
+            raise DatasetFileError(f"{self.path}: {name!r} is a virtual dataset (its data lie in other files); refusing to read it")
+        if dcpl.get_external_count():
+            raise DatasetFileError(f"{self.path}: {name!r} keeps its data in external files; refusing to read it")
+        for i in range(dcpl.get_nfilters()):
+            code = dcpl.get_filter(i)[0]
+            if code not in HDF5_BUILTIN_FILTERS:
+                raise DatasetFileError(f"{self.path}: {name!r} uses HDF5 filter {code}, not a built-in one; refusing to load a plugin")
+        return node
+
+    def _datasets(self, f: Any) -> tuple[Any, Any, Any]:
+        h5py = require("h5py", "data")
+        times, units, labels = (self._dataset(f, n) for n in ("spikes/times", "spikes/units", "labels"))
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise DatasetFileError(f"{self.path}: 'labels' must be a 1-D integer array, got {labels.dtype} of shape {labels.shape}")
+        n = labels.shape[0]
+        if n > SHD_MAX_SAMPLES:
+            raise DatasetFileError(f"{self.path}: 'labels' declares {n} samples, more than the {SHD_MAX_SAMPLES} allowed; refusing to read it")
+        for ds, name, kinds, what in ((times, "spikes/times", "f", "float"), (units, "spikes/units", "iu", "integer")):
+            base = h5py.check_vlen_dtype(ds.dtype)
+            if not isinstance(base, np.dtype) or base.kind not in kinds or ds.ndim != 1:
+                raise DatasetFileError(f"{self.path}: {name!r} must be a 1-D array of variable-length {what} arrays, got {ds.dtype} of shape {ds.shape}")
+            if ds.shape[0] != n:
+                raise DatasetFileError(f"{self.path}: {name!r} holds {ds.shape[0]} samples, 'labels' {n}")
+        if hasattr(self, "targets") and n != len(self.targets):
+            raise DatasetFileError(f"{self.path}: the file changed while in use ({n} samples, was {len(self.targets)})")
+        return times, units, labels
+
+    def __getitem__(self, j: int) -> tuple[np.ndarray, int]:
+        j = int(j)
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        with self._open() as f:
+            times, units, _ = self._datasets(f)
+            t = np.asarray(times[j])
+            x = np.asarray(units[j])
+        where = f"{self.path} (sample {j})"
+        if t.shape != x.shape or t.ndim != 1:
+            raise DatasetFileError(f"{where}: {len(t)} spike times but {len(x)} spike units")
+        for values, name, lo, hi, what in ((x, "spikes/units", 0, self.channels, f"the {self.channels} channels"),
+                                           (t, "spikes/times", 0.0, None, "times (s)")):
+            bad = (values < lo) | (values >= hi) if hi is not None else ~np.isfinite(values) | (values < lo)
+            idx = np.flatnonzero(bad)
+            if len(idx):
+                rng = f"[{lo}, {hi})" if hi is not None else f"[{lo}, inf)"
+                raise DatasetFileError(f"{where}: {name!r} holds {values[idx[0]].item()} at spike {idx[0]}, outside {what} {rng}")
+        ev = np.empty(len(t), dtype=self.dtype)
+        ev["t"] = t.astype(np.float64) * 1e6  # seconds -> us, as tonic's SHD
+        ev["x"] = x
+        ev["p"] = 1
+        return ev, int(self.targets[j])
 
 
 class _SHDFrames(CachedFrameDataset):
@@ -437,17 +615,18 @@ def load_shd(
             f"shd {split} file not found: put {check_shd(root, (split,))[0]}, or run: trt-nm datasets shd --data-root {root} --download"
         )
     path = r / "SHD" / SHD_FILES[split]
-    ds = _construct(Recipe("shd", "SHD", {}), r, where=path, train=split == "train")
-    try:
-        n = len(ds)
-    except Exception as exc:  # h5py: missing 'labels' dataset etc.
-        raise DatasetFileError(f"{path}: not an SHD HDF5 file ({type(exc).__name__}: {str(exc)[:120]})") from None
+    ds = SHDFile(path)
+    n = len(ds)
     params = {"dataset": "shd", "file": str(path.resolve()), "split": split, "T": T, "n": n, **_fingerprint([path])}
+    sensor = (SHD_CHANNELS, 1, 1)
     out = _SHDFrames(
         ds,
-        lambda ev: events_to_frames(ev, (700, 1, 1), T),
+        lambda ev: events_to_frames(ev, sensor, T),
         SampleCache("shd", params, cache_dir),
         paths=[f"{path} (sample {j})" for j in range(n)],
+        num_classes=SHD_CLASSES,
+        sensor_range=sensor,
+        frame_shape=(T, 1, 1, SHD_CHANNELS),
     )
     out.flat = flat
     return out

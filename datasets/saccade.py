@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from trt_nm.datasets.progress import progress_bar
 from trt_nm.errors import ConfigError
 
 #: the dtype tonic's NMNIST uses (x, y, t in microseconds, p in {0 OFF, 1 ON})
@@ -104,13 +105,17 @@ def render(images: np.ndarray, dx: float, dy: float, sensor: int) -> np.ndarray:
     return canvas[:, :sensor, :sensor]
 
 
-def saccade_events(images: np.ndarray, cfg: SaccadeConfig = SaccadeConfig(), chunk: int = 500) -> dict[str, np.ndarray]:
+def saccade_events(
+    images: np.ndarray, cfg: SaccadeConfig = SaccadeConfig(), chunk: int = 500, progress: bool | None = None
+) -> dict[str, np.ndarray]:
     """Simulate the three-saccade recording of each image.
 
     Args:
         images: ``[N, H, W]`` uint8 (0..255) or float in [0, 1], H and W <= ``cfg.sensor``.
         cfg: recording parameters.
         chunk: images simulated at once (memory ~ chunk * sensor^2 * 4 bytes * a few).
+        progress: a progress bar (digits done) on stderr: None shows it only when stderr is
+            a terminal, True always, False never.
 
     Returns:
         Compact arrays: ``x, y`` uint8, ``t`` uint32 (us), ``p`` uint8 (1 ON, 0 OFF) of all
@@ -126,27 +131,29 @@ def saccade_events(images: np.ndarray, cfg: SaccadeConfig = SaccadeConfig(), chu
     pos, t0 = eye_path(cfg)
     step_us = cfg.saccade_us / cfg.steps_per_saccade
     parts: list[tuple[np.ndarray, ...]] = []
-    for c0 in range(0, len(imgs), chunk):
-        batch = imgs[c0 : c0 + chunk]
-        # reference = base + level * threshold, with integer levels: no float drift, so a
-        # pixel whose intensity returns to its start has emitted as many ON as OFF events
-        base = np.log(render(batch, *SACCADE_CORNERS[0], cfg.sensor).astype(np.float64) + cfg.log_offset)
-        level = np.zeros(base.shape, dtype=np.int64)
-        for (dx, dy), ts in zip(pos, t0):
-            cur = np.log(render(batch, dx, dy, cfg.sensor).astype(np.float64) + cfg.log_offset)
-            delta = (cur - base) / cfg.threshold - level  # change since the last event, in thresholds
-            n = np.floor(np.abs(delta) + 1e-9).astype(np.int64)
-            i, y, x = np.nonzero(n)
-            if len(i) == 0:
-                continue
-            cnt = n[i, y, x]
-            sign = np.sign(delta[i, y, x]).astype(np.int64)
-            level[i, y, x] += sign * cnt
-            rep = np.repeat(np.arange(len(i)), cnt)
-            k = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)  # event number at the pixel
-            step = int(round(ts / step_us))
-            t = ts + uniform_hash(cfg.seed, i[rep] + c0, step, y[rep], x[rep], k) * step_us
-            parts.append((i[rep] + c0, x[rep], y[rep], t, (sign[rep] > 0)))
+    with progress_bar(len(imgs), "saccade events", progress, unit="digit") as bar:
+        for c0 in range(0, len(imgs), chunk):
+            batch = imgs[c0 : c0 + chunk]
+            # reference = base + level * threshold, with integer levels: no float drift, so a
+            # pixel whose intensity returns to its start has emitted as many ON as OFF events
+            base = np.log(render(batch, *SACCADE_CORNERS[0], cfg.sensor).astype(np.float64) + cfg.log_offset)
+            level = np.zeros(base.shape, dtype=np.int64)
+            for (dx, dy), ts in zip(pos, t0):
+                cur = np.log(render(batch, dx, dy, cfg.sensor).astype(np.float64) + cfg.log_offset)
+                delta = (cur - base) / cfg.threshold - level  # change since the last event, in thresholds
+                n = np.floor(np.abs(delta) + 1e-9).astype(np.int64)
+                i, y, x = np.nonzero(n)
+                if len(i) == 0:
+                    continue
+                cnt = n[i, y, x]
+                sign = np.sign(delta[i, y, x]).astype(np.int64)
+                level[i, y, x] += sign * cnt
+                rep = np.repeat(np.arange(len(i)), cnt)
+                k = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)  # event number at the pixel
+                step = int(round(ts / step_us))
+                t = ts + uniform_hash(cfg.seed, i[rep] + c0, step, y[rep], x[rep], k) * step_us
+                parts.append((i[rep] + c0, x[rep], y[rep], t, (sign[rep] > 0)))
+            bar.update(len(batch))
     if parts:
         img = np.concatenate([p[0] for p in parts])
         x = np.concatenate([p[1] for p in parts])

@@ -259,7 +259,10 @@ def test_shd_hdf5_layout(tmp_path, cache):
 # ------------------------------------------------------------------------ CIFAR-10/100
 
 
-def write_cifar(root: Path, which: str, n: int, rng) -> None:
+def write_cifar(root: Path, which: str, n: int, rng, monkeypatch) -> None:
+    """CIFAR python batches; their md5 sums are registered (the loader checks them first)."""
+    from trt_nm.datasets import vision
+
     if which == "cifar10":
         d = root / "cifar-10-batches-py"
         files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -277,12 +280,14 @@ def write_cifar(root: Path, which: str, n: int, rng) -> None:
             pickle.dump(entry, fh)
     with open(d / meta[0], "wb") as fh:
         pickle.dump(meta[1], fh)
+    for f in [*files, meta[0]]:
+        monkeypatch.setitem(vision.CIFAR_MD5[which], f, vision.file_md5(d / f))
 
 
 @pytest.mark.parametrize("which,classes", [("cifar10", 10), ("cifar100", 100)])
-def test_cifar_pickles_direct_coding_and_augmentation(tmp_path, which, classes):
+def test_cifar_pickles_direct_coding_and_augmentation(tmp_path, which, classes, monkeypatch):
     rng = np.random.default_rng(4)
-    write_cifar(tmp_path, which, 8, rng)
+    write_cifar(tmp_path, which, 8, rng, monkeypatch)
     train = get_dataset(which, str(tmp_path), "train", T=3)
     test = get_dataset(which, str(tmp_path), "test", T=3)
     assert len(train) == (40 if which == "cifar10" else 8) and len(test) == 8
@@ -299,10 +304,10 @@ def test_cifar_pickles_direct_coding_and_augmentation(tmp_path, which, classes):
     assert set(p.unique().tolist()) <= {0.0, 1.0}
 
 
-def test_cifar_missing_and_corrupt(tmp_path, capsys):
+def test_cifar_missing_and_corrupt(tmp_path, capsys, monkeypatch):
     with pytest.raises(MissingDatasetError, match="data_batch_1.*cifar-10-python.tar.gz"):
         get_dataset("cifar10", str(tmp_path), "train", T=2)
-    write_cifar(tmp_path, "cifar10", 4, np.random.default_rng(5))
+    write_cifar(tmp_path, "cifar10", 4, np.random.default_rng(5), monkeypatch)
     bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     bad.write_bytes(bad.read_bytes()[:100])
     with pytest.raises(DatasetFileError, match=str(bad)):
