@@ -1,7 +1,9 @@
 """Neuromorphic targets (installed as ``trt_nm.exporters``): profiles, checks, quantized files.
 
-Registry: :func:`list_exporters`, :func:`get_exporter`, :func:`register_exporter`. Each target
-lives in its own module (``loihi2``, ``spinnaker2``, ``speck``, ``xylo``, ``generic45nm``).
+Exporters: :func:`list_exporters`, :func:`get_exporter`, :func:`register_exporter`. Each
+exporter lives in its own module (``loihi2``, ``spinnaker2``, ``speck``, ``xylo``,
+``generic45nm``). THE registry of target names (exporters plus energy-only chips, with their
+energy profiles and aliases) is :mod:`.targets`: :func:`list_targets`, :func:`get_target`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,23 @@ def get_exporter(name: str) -> Exporter:
     return _REGISTRY.get(name)
 
 
-# importing the target modules registers them
+# importing the target modules registers them; the target registry reads the exporters
 from trt_nm.exporters import generic45nm, loihi2, speck, spinnaker2, xylo  # noqa: E402,F401  isort: skip
+from trt_nm.exporters.targets import (  # noqa: E402  isort: skip
+    EnergyOnlyTarget,
+    Target,
+    get_target,
+    list_aliases,
+    list_targets,
+    register_alias,
+    register_target,
+    resolve_target,
+    resolve_targets,
+)
 
 __all__ = [
-    "CheckReport", "ExportResult", "Exporter", "ResourceEstimate", "TargetProfile",
-    "TargetViolation", "Violation", "check_graph", "get_exporter", "list_exporters",
-    "register_exporter",
+    "CheckReport", "EnergyOnlyTarget", "ExportResult", "Exporter", "ResourceEstimate", "Target",
+    "TargetProfile", "TargetViolation", "Violation", "check_graph", "get_exporter",
+    "get_target", "list_aliases", "list_exporters", "list_targets", "register_alias",
+    "register_exporter", "register_target", "resolve_target", "resolve_targets",
 ]

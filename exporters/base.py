@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trt_nm.errors import ConfigError, TrtNmError
 from trt_nm.exporters.check import CheckReport, Violation, check_graph
 from trt_nm.exporters.convert import get_conversion
 from trt_nm.exporters.layers import GraphSummary
+from trt_nm.exporters.nir104 import atomic_h5_write, write_nir104
 from trt_nm.exporters.profile import TargetProfile
+from trt_nm.quantize import quantize_graph
 
 
 class TargetViolation(TrtNmError):
@@ -36,7 +39,7 @@ class ExportResult:
 
     paths: list[Path]
     report: CheckReport
-    graph: object
+    graph: Any
     quant_lines: list[str] = field(default_factory=list)
 
 
@@ -49,15 +52,17 @@ class Exporter:
     def name(self) -> str:
         return self.profile.name
 
-    def extra_checks(self, graph, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
+    def extra_checks(self, graph: Any, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
         """Target-specific constraints beyond the profile's generic limits."""
         return []
 
-    def check(self, graph, dt: float | None = None) -> CheckReport:
+    def check(self, graph: Any, dt: float | None = None) -> CheckReport:
         """Every violation of the target's constraints plus a resource estimate."""
         return check_graph(graph, self.profile, dt=dt, extra=self.extra_checks)
 
-    def prepare(self, graph, *, convert: tuple[str, ...] | list[str] = (), quantize: int | None = None):
+    def prepare(
+        self, graph: Any, *, convert: tuple[str, ...] | list[str] = (), quantize: int | None = None
+    ) -> tuple[Any, list[str]]:
         """Apply the explicit conversions, then quantize weights to ``quantize`` bits (default:
         the target's weight width; floating-point targets are left alone).
 
@@ -68,8 +73,6 @@ class Exporter:
         bits = quantize if quantize is not None else self.profile.weight_bits
         lines: list[str] = []
         if bits is not None:
-            from trt_nm.quantize import quantize_graph
-
             if self.profile.weight_bits is not None and bits > self.profile.weight_bits:
                 raise ConfigError(
                     f"--quantize {bits} exceeds target {self.name}'s {self.profile.weight_bits}-bit weights"
@@ -78,21 +81,17 @@ class Exporter:
             graph, lines = q.graph, q.lines()
         return graph, lines
 
-    def write(self, graph, path: str | os.PathLike) -> list[Path]:
+    def write(self, graph: Any, path: str | os.PathLike) -> list[Path]:
         """Write the file(s) the target's toolchain reads."""
         if self.profile.file_format == "nir-1.0.4":
-            from trt_nm.exporters.nir104 import write_nir104
-
             return [write_nir104(graph, path)]
         import nir
-
-        from trt_nm.exporters.nir104 import atomic_h5_write
 
         return [atomic_h5_write(path, lambda tmp: nir.write(tmp, graph))]
 
     def export(
         self,
-        graph,
+        graph: Any,
         path: str | os.PathLike,
         *,
         convert: tuple[str, ...] | list[str] = (),

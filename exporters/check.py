@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from trt_nm.exporters.layers import GraphSummary, analyze_graph
 from trt_nm.exporters.profile import TargetProfile
+from trt_nm.nir.graph import meta_value
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _is_bitshift_beta(beta: float, max_shift: int | None) -> bool:
     return abs(k - round(k)) < 1e-9 and round(k) >= 1 and (max_shift is None or round(k) <= max_shift)
 
 
-def _incoming_weighted(summary: GraphSummary, name: str) -> list[str]:
+def incoming_weighted(summary: GraphSummary, name: str) -> list[str]:
     """Weighted nodes whose outputs reach neuron ``name`` without crossing another neuron."""
     found: list[str] = []
     stack = list(summary.layers[name].predecessors)
@@ -147,9 +149,9 @@ def _incoming_weighted(summary: GraphSummary, name: str) -> list[str]:
             continue
         seen.add(p)
         info = summary.layers[p]
-        if info.kind in ("dense", "conv"):
+        if info.weighted:
             found.append(p)
-        elif info.kind not in ("neuron", "input"):
+        elif not (info.neuron or info.kind == "input"):
             stack.extend(info.predecessors)
     return found
 
@@ -166,7 +168,7 @@ def estimate_resources(summary: GraphSummary, profile: TargetProfile) -> Resourc
             targets.append(layer.name)
     for name in targets:
         info = summary.layers[name]
-        feeders = [name] if info.kind in ("dense", "conv") else _incoming_weighted(summary, name)
+        feeders = [name] if info.weighted else incoming_weighted(summary, name)
         syn = sum(summary.layers[f].synapses for f in feeders)
         stored = sum(
             summary.layers[f].weights
@@ -207,7 +209,7 @@ ExtraCheck = Callable[[object, GraphSummary, TargetProfile], list[Violation]]
 
 
 def check_graph(
-    graph,
+    graph: Any,
     profile: TargetProfile,
     *,
     dt: float | None = None,
@@ -229,11 +231,11 @@ def check_graph(
     notes: list[str] = []
     for name in s.order:
         info = s.layers[name]
-        if info.kind in ("input", "output"):
+        if info.role == "io":
             continue
         if info.kind == "unknown":
             v.append(Violation(name, "layer type", ", ".join(profile.layer_types), info.node_type))
-        elif info.kind == "neuron":
+        elif info.neuron:
             if info.node_type not in profile.neuron_models:
                 hint = "--convert leak-to-iaf" if info.node_type == "LIF" and "IF" in profile.neuron_models else ""
                 v.append(Violation(name, "neuron model", ", ".join(profile.neuron_models), info.node_type, hint))
@@ -262,7 +264,7 @@ def check_graph(
                 k = max(info.kernel)
                 if k > profile.max_kernel_size:
                     v.append(Violation(name, "kernel size", profile.max_kernel_size, k))
-            if info.kind in ("avgpool", "sumpool") and profile.pool_sizes is not None and info.kernel:
+            if info.role == "pool" and profile.pool_sizes is not None and info.kernel:
                 if any(k not in profile.pool_sizes for k in info.kernel):
                     v.append(Violation(name, "pool size", ", ".join(map(str, profile.pool_sizes)), "x".join(map(str, info.kernel))))
     if s.reset not in profile.reset_modes:
@@ -283,7 +285,7 @@ def check_graph(
         if res.cores > limit_c:
             v.append(Violation("(graph)", "cores", limit_c, res.cores))
     if profile.weight_bits is not None:
-        qbits = (getattr(graph, "metadata", None) or {}).get("quant_weight_bits")
+        qbits = meta_value(graph, "quant_weight_bits")
         if qbits is None:
             notes.append(f"weights are float; export quantizes them to {profile.weight_bits}-bit (per-layer scale)")
         elif int(np.asarray(qbits).item()) > profile.weight_bits:

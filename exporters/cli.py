@@ -1,9 +1,11 @@
 """``trt-nm export CHECKPOINT --target NAME [--check] [--convert C ...] [--quantize BITS]``.
 
-The NIR engineer's ``trt_nm/commands/export.py`` builds the graph and calls :func:`run_target`
-when ``--target`` is given. Exit codes: 0 fits / exported, 3 the graph violates the target's
-constraints (every violation and the resource estimate are printed), 2 user errors (raised as
-``TrtNmError`` and printed by the CLI as one line).
+``trt_nm/cli/export.py`` builds the graph and calls :func:`run_target` when ``--target`` is
+given. Target names (and aliases) are those of :mod:`trt_nm.exporters.targets`, shared with
+``simulate``/``report``; an energy-only target (no exporter) is a one-line error. Exit codes:
+0 fits / exported, 3 the graph violates the target's constraints (every violation and the
+resource estimate are printed), 2 user errors (raised as ``TrtNmError`` and printed by the CLI
+as one line).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from trt_nm.exporters import get_exporter
 from trt_nm.exporters.base import TargetViolation
+from trt_nm.exporters.targets import get_target
 
 
 def default_output(checkpoint_path: str | Path | None, target: str) -> Path:
@@ -26,14 +28,15 @@ def default_output(checkpoint_path: str | Path | None, target: str) -> Path:
     return p.with_name(f"{p.stem}.{target}.nir")
 
 
-def run_target(args: argparse.Namespace, graph, checkpoint_path: str | Path | None) -> int:
+def run_target(args: argparse.Namespace, graph: object, checkpoint_path: str | Path | None) -> int:
     """Check ``graph`` against ``args.target`` (``args.check``) or export the target's file.
 
-    ``args`` attributes: ``target`` (str), ``check`` (bool), ``convert`` (list of conversion
-    names or None), ``quantize`` (bits or None: the target's width), ``out`` (path or None),
-    ``dt`` (seconds or None: from the graph's metadata).
+    ``args`` attributes: ``target`` (str: a target name or alias), ``check`` (bool),
+    ``convert`` (list of conversion names or None), ``quantize`` (bits or None: the target's
+    width), ``out`` (path or None), ``dt`` (seconds or None: from the graph's metadata).
+    Unknown and energy-only targets raise ConfigError (exit code 2).
     """
-    exporter = get_exporter(args.target)
+    exporter = get_target(args.target).get_exporter()
     convert = list(getattr(args, "convert", None) or [])
     quantize = getattr(args, "quantize", None)
     dt = getattr(args, "dt", None)

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
-import nir
 import numpy as np
 
 from trt_nm.errors import ConfigError
-from trt_nm.exporters.layers import graph_dt, node_kind
+from trt_nm.nir.graph import require_dt, successors
+from trt_nm.nir.nodes import NODE_KINDS, coefficients
 from trt_nm.registry import Registry
 
-Conversion = Callable[[nir.NIRGraph], nir.NIRGraph]
+#: a graph conversion ``nir.NIRGraph -> nir.NIRGraph`` (returns a new graph)
+Conversion = Callable[[Any], Any]
 _CONVERSIONS: Registry[Conversion] = Registry("conversion")
 
 
@@ -44,8 +46,10 @@ def get_conversion(name: str) -> Conversion:
     return _CONVERSIONS.get(name)
 
 
-def copy_graph(graph: nir.NIRGraph, nodes: dict | None = None, metadata: dict | None = None) -> nir.NIRGraph:
-    """A new graph with (deep-copied) nodes, the same edges and updated metadata."""
+def copy_graph(graph: Any, nodes: dict | None = None, metadata: dict | None = None) -> Any:
+    """A new ``nir.NIRGraph`` with (deep-copied) nodes, the same edges and updated metadata."""
+    import nir
+
     new_nodes = copy.deepcopy(dict(graph.nodes)) if nodes is None else nodes
     meta = dict(getattr(graph, "metadata", None) or {})
     if metadata:
@@ -59,12 +63,12 @@ def _record(meta: dict, name: str) -> dict:
 
 
 @register_conversion("avgpool-to-sumpool")
-def avgpool_to_sumpool(graph: nir.NIRGraph) -> nir.NIRGraph:
+def avgpool_to_sumpool(graph: Any) -> Any:
     """Exact rewrite of average pooling as sum pooling with rescaled downstream weights."""
+    import nir
+
     nodes = copy.deepcopy(dict(graph.nodes))
-    succ: dict[str, list[str]] = {}
-    for a, b in graph.edges:
-        succ.setdefault(a, []).append(b)
+    succ = successors(graph)
     scale_of: dict[str, float] = {}
     for name, node in list(nodes.items()):
         if type(node).__name__ != "AvgPool2d":
@@ -78,10 +82,10 @@ def avgpool_to_sumpool(graph: nir.NIRGraph) -> nir.NIRGraph:
         stack = list(succ.get(name, []))
         while stack:
             s = stack.pop()
-            kind = node_kind(nodes[s])
-            if kind in ("dense", "conv"):
+            kind = NODE_KINDS.get(type(nodes[s]).__name__)
+            if kind is not None and kind.weighted:
                 scale_of[s] = scale_of.get(s, 1.0) / area
-            elif kind in ("flatten", "scale"):
+            elif kind is not None and kind.role in ("reshape", "scale"):
                 stack.extend(succ.get(s, []))
             else:
                 raise ConfigError(
@@ -96,19 +100,17 @@ def avgpool_to_sumpool(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 @register_conversion("leak-to-iaf")
-def leak_to_iaf(graph: nir.NIRGraph) -> nir.NIRGraph:
+def leak_to_iaf(graph: Any) -> Any:
     """Replace every LIF by a non-leaky IF with the same threshold and input gain 1."""
-    dt = graph_dt(graph)
+    import nir
+
+    dt = require_dt(graph, who="leak-to-iaf")
     nodes = copy.deepcopy(dict(graph.nodes))
     for name, node in list(nodes.items()):
         if type(node).__name__ != "LIF":
             continue
-        thr = np.asarray(node.v_threshold, dtype=np.float64)
-        new = nir.IF(
-            r=np.full_like(thr, 1.0 / dt),
-            v_threshold=thr,
-            v_reset=np.asarray(getattr(node, "v_reset", np.zeros_like(thr)), dtype=np.float64),
-        )
-        nodes[name] = new
+        c = coefficients(node, dt)  # threshold, and v_reset (0 where the node has none)
+        thr = c["threshold"]
+        nodes[name] = nir.IF(r=np.full_like(thr, 1.0 / dt), v_threshold=thr, v_reset=c["v_reset"])
     meta = dict(getattr(graph, "metadata", None) or {})
     return copy_graph(graph, nodes, _record(meta, "leak-to-iaf"))

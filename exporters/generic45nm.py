@@ -11,15 +11,16 @@ from __future__ import annotations
 from trt_nm.exporters import register_exporter
 from trt_nm.exporters.base import Exporter
 from trt_nm.exporters.profile import TargetProfile
+from trt_nm.nir.nodes import LAYER_KINDS, NEURON_KINDS
 
 PROFILE = TargetProfile(
     name="generic45nm",
     chip="generic 45 nm digital (fp32)",
     toolchain="any NIR 1.0.8 reader",
-    neuron_models=("LIF", "IF", "CubaLIF", "LI", "CubaLI", "I", "Threshold"),
+    neuron_models=NEURON_KINDS,  # every neuron model and layer kind of the node table
     leak=True,
     reset_modes=("zero", "subtract"),
-    layer_types=("dense", "conv", "avgpool", "sumpool", "flatten", "scale"),
+    layer_types=LAYER_KINDS,
     weight_bits=None,
     state_bits=None,
     timestep="no limit",

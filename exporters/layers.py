@@ -2,7 +2,8 @@
 
 Counting rules (used by every target's check and resource estimate):
 
-* neurons of a neuron node (LIF/IF/CubaLIF/...) = elements of its parameter arrays.
+* neurons of a neuron node (LIF/IF/CubaLIF/...) = elements of its parameter arrays
+  (broadcast together). Node roles and layer kinds come from :mod:`trt_nm.nir.nodes`.
 * synapses of a weighted node = connections: ``Affine/Linear``: ``in x out``;
   ``Conv2d``: ``output elements x (C_in/groups) x kh x kw``. ``weights`` = stored parameters
   (a conv kernel is stored once: ``C_out x C_in/groups x kh x kw``).
@@ -18,33 +19,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from trt_nm.errors import ConfigError
-
-NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "CubaLI", "I", "Threshold")
-_KIND = {
-    "Input": "input",
-    "Output": "output",
-    "Affine": "dense",
-    "Linear": "dense",
-    "Conv1d": "conv",
-    "Conv2d": "conv",
-    "AvgPool2d": "avgpool",
-    "SumPool2d": "sumpool",
-    "Flatten": "flatten",
-    "Scale": "scale",
-}
+from trt_nm.errors import NirError
+from trt_nm.nir.graph import graph_reset, require_dt, require_order
+from trt_nm.nir.nodes import NODE_KINDS, NodeKind, arr, coefficients
 
 
-def node_kind(node) -> str:
-    """``"input"``, ``"output"``, ``"dense"``, ``"conv"``, ``"avgpool"``, ``"sumpool"``,
-    ``"flatten"``, ``"scale"``, ``"neuron"`` or ``"unknown"``."""
-    t = type(node).__name__
-    if t in NEURON_TYPES:
-        return "neuron"
-    return _KIND.get(t, "unknown")
+def layer_kind(node: Any) -> str:
+    """The node's layer kind (:attr:`trt_nm.nir.nodes.NodeKind.layer`): ``"input"``,
+    ``"output"``, ``"dense"``, ``"conv"``, ``"avgpool"``, ``"sumpool"``, ``"flatten"``,
+    ``"scale"``, ``"neuron"``, ``"delay"``, ``"graph"``, or ``"unknown"`` for a type the node
+    table does not know."""
+    kind = NODE_KINDS.get(type(node).__name__)
+    return "unknown" if kind is None else kind.layer
 
 
 def _pair(v) -> tuple[int, int]:
@@ -70,7 +60,7 @@ class LayerInfo:
     Attributes:
         name: node name.
         node_type: NIR class name (``"Conv2d"``, ``"LIF"``, ...).
-        kind: see :func:`node_kind`.
+        kind: see :func:`layer_kind`.
         neurons: neurons of a neuron node, output elements of other nodes (0 if unknown).
         synapses: connections of a weighted node (0 for others).
         weights: stored parameters of a weighted node (weights only, no bias).
@@ -78,7 +68,9 @@ class LayerInfo:
         fan_out: per-neuron fan-out (neuron nodes).
         kernel: kernel sides of conv/pool nodes.
         stride: strides of conv/pool nodes.
-        beta: per-step decay of LIF nodes (``1 - dt/tau``, max over neurons), 1.0 for IF.
+        beta: per-step membrane decay of nodes with time constants (the node table's
+            ``decay``: ``1 - dt/tau`` for LIF/LI, ``1 - dt/tau_mem`` for CubaLIF/CubaLI, 1.0
+            for IF/I; max over neurons), None for other nodes.
         predecessors: names of nodes with an edge into this one.
         successors: names of nodes this one has an edge to.
     """
@@ -97,6 +89,26 @@ class LayerInfo:
     predecessors: list[str] = field(default_factory=list)
     successors: list[str] = field(default_factory=list)
 
+    @property
+    def node_kind(self) -> NodeKind | None:
+        """The node table's entry for :attr:`node_type` (None for an unknown type)."""
+        return NODE_KINDS.get(self.node_type)
+
+    @property
+    def role(self) -> str:
+        """The node table's role (``"weight"``, ``"neuron"``, ``"pool"``, ...; ``"unknown"``)."""
+        return "unknown" if self.node_kind is None else self.node_kind.role
+
+    @property
+    def weighted(self) -> bool:
+        """An Affine/Linear/Conv node (it holds synapses)."""
+        return self.node_kind is not None and self.node_kind.weighted
+
+    @property
+    def neuron(self) -> bool:
+        """A neuron model (LIF, IF, CubaLIF, LI, I, CubaLI, Threshold)."""
+        return self.node_kind is not None and self.node_kind.neuron
+
 
 @dataclass
 class GraphSummary:
@@ -104,14 +116,16 @@ class GraphSummary:
 
     layers: dict[str, LayerInfo]
     order: list[str]
-    dt: float
+    dt: float | None
     reset: str
 
     def neuron_layers(self) -> list[LayerInfo]:
-        return [self.layers[n] for n in self.order if self.layers[n].kind == "neuron"]
+        """Neuron nodes in topological order."""
+        return [self.layers[n] for n in self.order if self.layers[n].neuron]
 
     def weighted_layers(self) -> list[LayerInfo]:
-        return [self.layers[n] for n in self.order if self.layers[n].kind in ("dense", "conv")]
+        """Affine/Linear/Conv nodes in topological order."""
+        return [self.layers[n] for n in self.order if self.layers[n].weighted]
 
     @property
     def total_neurons(self) -> int:
@@ -126,56 +140,33 @@ class GraphSummary:
         return sum(layer.weights for layer in self.weighted_layers())
 
 
-def graph_dt(graph, dt: float | None = None) -> float | None:
-    """The timestep in seconds (``dt``, else ``metadata["dt"]``); a graph with neurons and
-    neither raises a one-line error (:func:`trt_nm.nir.validate.require_dt`)."""
-    from trt_nm.nir.validate import require_dt
-
-    return require_dt(graph, dt, who="target check")
-
-
-def graph_reset(graph) -> str:
-    """The reset rule of the graph's LIF nodes: ``metadata["reset"]`` or NIR's ``"zero"``."""
-    from trt_nm.nir.validate import meta_str
-
-    return meta_str(graph, "reset", "zero")
+def _neuron_count(name: str, node: Any, kind: NodeKind) -> int:
+    """Neurons of a neuron node: elements of its parameter arrays broadcast together."""
+    shapes = [np.shape(arr(getattr(node, f))) for f in kind.params if getattr(node, f, None) is not None]
+    try:
+        return int(np.prod(np.broadcast_shapes(*shapes))) if shapes else 0
+    except ValueError:
+        raise NirError(f"node {name!r} ({kind.name}): parameter shapes {shapes} do not broadcast") from None
 
 
-def topological_order(graph) -> list[str]:
-    """Node names in an order where every edge goes forward; bad edges and cycles raise ConfigError."""
-    from trt_nm.nir.validate import topological_order as order_of
+def analyze_graph(graph: Any, dt: float | None = None) -> GraphSummary:
+    """Compute a :class:`GraphSummary` for ``graph`` (see the module docstring for the rules).
 
-    for a, b in graph.edges:
-        if a not in graph.nodes or b not in graph.nodes:
-            raise ConfigError(f"graph edge {a!r} -> {b!r} names a missing node")
-    order = order_of(graph)
-    if order is None:
-        raise ConfigError("graph has a cycle (recurrent graphs are not supported by the target checks)")
-    return order
-
-
-def analyze_graph(graph, dt: float | None = None) -> GraphSummary:
-    """Compute a :class:`GraphSummary` for ``graph`` (see the module docstring for the rules)."""
-    order = topological_order(graph)
-    step = graph_dt(graph, dt)
+    ``dt`` in seconds (default ``metadata["dt"]``; a graph with neurons and neither raises
+    :class:`~trt_nm.errors.NirError`, as do edges to missing nodes and cycles).
+    """
+    order = require_order(graph, who="target check")
+    step = require_dt(graph, dt, who="target check")
     layers: dict[str, LayerInfo] = {}
     for name in order:
         node = graph.nodes[name]
-        t = type(node).__name__
-        info = LayerInfo(name=name, node_type=t, kind=node_kind(node))
-        if info.kind == "neuron":
-            arr = getattr(node, "v_threshold", None)
-            if arr is None:
-                arr = getattr(node, "tau", None) if hasattr(node, "tau") else getattr(node, "threshold", 0)
-            info.neurons = int(np.asarray(arr).size)
-            if t in ("LIF", "LI"):
-                tau = np.asarray(node.tau, dtype=np.float64)
-                info.beta = float(np.max(1.0 - step / tau))
-            elif t == "CubaLIF":
-                info.beta = float(np.max(1.0 - step / np.asarray(node.tau_mem, dtype=np.float64)))
-            elif t in ("IF", "I"):
-                info.beta = 1.0
-        elif info.kind in ("dense", "conv"):
+        info = LayerInfo(name=name, node_type=type(node).__name__, kind=layer_kind(node))
+        kind = info.node_kind
+        if info.neuron:
+            info.neurons = _neuron_count(name, node, kind)
+            if kind.coefficients is not None:
+                info.beta = float(np.max(coefficients(node, step)["decay"]))
+        elif info.weighted:
             w = np.asarray(node.weight)
             info.weights = int(w.size)
             if info.kind == "dense":
@@ -190,7 +181,7 @@ def analyze_graph(graph, dt: float | None = None) -> GraphSummary:
                 out = _out_elems(node)
                 info.neurons = out or 0
                 info.synapses = (out or 0) * per_out
-        elif info.kind in ("avgpool", "sumpool"):
+        elif info.role == "pool":
             info.kernel = _pair(node.kernel_size)
             info.stride = _pair(node.stride)
             info.neurons = _out_elems(node) or 0
@@ -203,12 +194,12 @@ def analyze_graph(graph, dt: float | None = None) -> GraphSummary:
 
     def fan_in_of(name: str) -> int:
         info = layers[name]
-        if info.kind in ("dense", "conv"):
+        if info.weighted:
             return info.fan_in
-        if info.kind in ("neuron", "input"):
+        if info.neuron or info.kind == "input":
             return 1
         total = sum(fan_in_of(p) for p in info.predecessors)
-        if info.kind in ("avgpool", "sumpool") and info.kernel:
+        if info.role == "pool" and info.kernel:
             total *= info.kernel[0] * info.kernel[1]
         return total
 
@@ -222,13 +213,13 @@ def analyze_graph(graph, dt: float | None = None) -> GraphSummary:
             kh, kw = info.kernel or (1, 1)
             sh, sw = info.stride or (1, 1)
             return int(w.shape[0] // max(groups, 1)) * math.ceil(kh / sh) * math.ceil(kw / sw)
-        if info.kind in ("neuron", "output"):
+        if info.neuron or info.kind == "output":
             return 1
         return sum(fan_out_of(s) for s in info.successors)
 
     for name in order:
         info = layers[name]
-        if info.kind == "neuron":
+        if info.neuron:
             info.fan_in = sum(fan_in_of(p) for p in info.predecessors)
             info.fan_out = sum(fan_out_of(s) for s in info.successors)
     return GraphSummary(layers=layers, order=order, dt=step, reset=graph_reset(graph))

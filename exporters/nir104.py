@@ -108,7 +108,7 @@ def atomic_h5_write(path: str | os.PathLike, write: Callable[[str], None]) -> Pa
     return atomic_write_path(path, write)
 
 
-def write_nir104(graph, path: str | os.PathLike) -> Path:
+def write_nir104(graph: Any, path: str | os.PathLike) -> Path:
     """Write ``graph`` to ``path`` (atomically) in nir 1.0.4's HDF5 schema; returns the path."""
     import h5py
 
@@ -126,7 +126,7 @@ def schema_problems(path: str | os.PathLike) -> list[str]:
 
     problems: list[str] = []
 
-    def visit(group, where: str) -> None:
+    def visit(group: Any, where: str) -> None:
         t = group["type"][()]
         t = t.decode() if isinstance(t, bytes) else str(t)
         if t not in SCHEMA_104:

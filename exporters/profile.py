@@ -4,17 +4,26 @@ Every limit is ``None`` when the vendor has not published it (or when the target
 limit); the check then skips it and the report says "not published". Numbers carry their
 source (paper or datasheet and year) in :attr:`TargetProfile.sources` and in the profile
 modules' comments.
+
+Energy numbers are not written here: a profile names its energy profile in
+:mod:`trt_nm.metrics.energy` (``energy_profile``), and ``energy_per_synop_pj`` is derived from
+it (a profile passing a different number is refused). The target registry that joins the two
+is :mod:`trt_nm.exporters.targets`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: layer kinds a profile may list in ``layer_types`` (see :mod:`trt_nm.exporters.layers`)
-LAYER_KINDS = ("dense", "conv", "avgpool", "sumpool", "flatten", "scale")
-#: neuron kinds a profile may list in ``neuron_models`` (NIR node type names)
-NEURON_KINDS = ("LIF", "IF", "CubaLIF", "LI", "CubaLI", "I", "Threshold")
+from trt_nm.errors import ConfigError
+from trt_nm.metrics.energy import get_energy_profile
+from trt_nm.nir.nodes import LAYER_KINDS, NEURON_KINDS
+
+# LAYER_KINDS (what ``layer_types`` may list: NodeKind.layer of weighted and relay nodes) and
+# NEURON_KINDS (what ``neuron_models`` may list: NIR types with NodeKind.neuron) come from the
+# node table, trt_nm.nir.nodes, THE list of node kinds; re-exported here for profile authors.
 
 
 @dataclass(frozen=True)
@@ -25,13 +34,13 @@ class TargetProfile:
         name: registry name (``trt-nm export --target NAME``).
         chip: marketing name of the chip.
         toolchain: the vendor software that reads the exported file.
-        neuron_models: NIR neuron node types the chip implements.
+        neuron_models: NIR neuron node types the chip implements (subset of ``NEURON_KINDS``).
         leak: whether the neuron has a membrane leak (Speck's IAF has none).
         leak_rule: how a leak is encoded: "any" (arbitrary beta), "bitshift"
             (beta = 1 - 2**-k, k = 0..``max_leak_shift``), "none".
         max_leak_shift: largest bit shift k when ``leak_rule == "bitshift"``.
         reset_modes: supported resets, subset of ("zero", "subtract").
-        layer_types: supported stateless layer kinds (see ``LAYER_KINDS``).
+        layer_types: supported stateless layer kinds (a subset of ``LAYER_KINDS``).
         weight_bits: signed weight width in bits (None: floating point).
         state_bits: membrane state width in bits (None: floating point).
         threshold_bits: threshold register width in bits (None: as state / float).
@@ -52,8 +61,11 @@ class TargetProfile:
         weights_shared_conv: True when a conv kernel is stored once per layer (Speck's kernel
             memory) rather than once per connection.
         timestep: what is known of the timestep / clock (free text with units).
-        energy_profile: name in ``trt_nm.metrics.energy`` used for energy reports.
-        energy_per_synop_pj: published energy per synaptic operation in pJ (None: not published).
+        energy_profile: name in ``trt_nm.metrics.energy`` used for energy reports (None: no
+            energy figure is published for the chip).
+        energy_per_synop_pj: energy per synaptic operation in pJ, DERIVED from
+            ``energy_profile`` (None: not published / no energy profile). Leave it unset; a
+            value that disagrees with the energy profile raises ConfigError.
         max_chips: chips the exported graph may span (1: must fit one chip).
         file_format: what the exporter writes ("nir-1.0.8" or "nir-1.0.4").
         sources: citations (paper/datasheet, year) for the numbers above.
@@ -95,6 +107,26 @@ class TargetProfile:
     sources: tuple[str, ...] = field(default_factory=tuple)
     notes: str = ""
 
+    def __post_init__(self) -> None:
+        for attr, known in (("neuron_models", NEURON_KINDS), ("layer_types", LAYER_KINDS)):
+            unknown = [k for k in getattr(self, attr) if k not in known]
+            if unknown:
+                raise ConfigError(
+                    f"target {self.name}: {attr} {', '.join(unknown)} not in the node table "
+                    f"(trt_nm.nir.nodes); valid: {', '.join(known)}"
+                )
+        derived = None
+        if self.energy_profile is not None:
+            derived = get_energy_profile(self.energy_profile).synop_pj
+        given = self.energy_per_synop_pj
+        if given is not None and (derived is None or not math.isclose(given, derived, rel_tol=1e-9)):
+            raise ConfigError(
+                f"target {self.name}: energy_per_synop_pj={given} disagrees with energy profile "
+                f"{self.energy_profile!r} ({'no per-synop figure' if derived is None else f'{derived:g} pJ'}); "
+                "energy numbers live in trt_nm.metrics.energy only: leave energy_per_synop_pj unset"
+            )
+        object.__setattr__(self, "energy_per_synop_pj", derived)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (for JSON reports)."""
         return asdict(self)
@@ -127,8 +159,8 @@ class TargetProfile:
             ("max fan-out", show(self.max_fan_out)),
             ("inputs / outputs / hidden", f"{show(self.max_inputs)} / {show(self.max_outputs)} / {show(self.max_hidden)}"),
             ("timestep", self.timestep),
-            ("energy / synop", "not published" if self.energy_per_synop_pj is None else f"{self.energy_per_synop_pj} pJ"),
-            ("energy profile", show(self.energy_profile)),
+            ("energy", "not published" if self.energy_profile is None
+             else f"{self.energy_profile}: {get_energy_profile(self.energy_profile).summary()}"),
             ("file", self.file_format),
         ]
         width = max(len(k) for k, _ in rows)
@@ -137,3 +169,6 @@ class TargetProfile:
         if self.notes:
             lines.append(f"  note: {self.notes}")
         return "\n".join(lines)
+
+
+__all__ = ["LAYER_KINDS", "NEURON_KINDS", "TargetProfile"]

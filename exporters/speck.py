@@ -17,9 +17,11 @@ graph). The exported file is NIR in nir 1.0.4's schema (sinabs 3.1.3 pins nir <=
 
 from __future__ import annotations
 
+from typing import Any
+
 from trt_nm.exporters import register_exporter
 from trt_nm.exporters.base import Exporter
-from trt_nm.exporters.check import Violation
+from trt_nm.exporters.check import Violation, incoming_weighted
 from trt_nm.exporters.layers import GraphSummary
 from trt_nm.exporters.profile import TargetProfile
 
@@ -66,15 +68,14 @@ PROFILE = TargetProfile(
 class SpeckExporter(Exporter):
     profile = PROFILE
 
-    def extra_checks(self, graph, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
+    def extra_checks(self, graph: Any, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
+        """One layer per core (memories, greedy assignment), destinations, input size."""
         out: list[Violation] = []
         # one layer per core: each neuron layer must fit one core's memories, and the set of
         # layers must be assignable to distinct cores (greedy: biggest neuron layers first)
-        from trt_nm.exporters.check import _incoming_weighted
-
         needs = []
         for layer in summary.neuron_layers():
-            kernel = sum(summary.layers[w].weights for w in _incoming_weighted(summary, layer.name))
+            kernel = sum(summary.layers[w].weights for w in incoming_weighted(summary, layer.name))
             needs.append((layer.name, layer.neurons, kernel))
             if layer.neurons > profile.neurons_per_core:
                 out.append(Violation(layer.name, "neurons/core (one layer per core)", profile.neurons_per_core, layer.neurons))

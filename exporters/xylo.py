@@ -27,9 +27,12 @@ LIF as a ``CubaLIF`` that rockpool runs as trt_nm's ``h = beta*v + x`` (see ther
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
+from typing import Any
 
-import nir
 import numpy as np
+import torch
 
 from trt_nm.errors import ConfigError
 from trt_nm.exporters import register_exporter
@@ -38,6 +41,8 @@ from trt_nm.exporters.check import Violation
 from trt_nm.exporters.layers import GraphSummary
 from trt_nm.exporters.nir104 import write_nir104
 from trt_nm.exporters.profile import TargetProfile
+from trt_nm.nir.graph import graph_reset, require_dt
+from trt_nm.nir.nodes import coefficients
 
 PROFILE = TargetProfile(
     name="xylo",
@@ -75,14 +80,14 @@ SYN_SHIFT = 24
 
 def _rockpool_syn_decay(dt: float, tau_syn: np.ndarray) -> np.ndarray:
     """``exp(-dt/tau_syn)`` computed the way rockpool's ``LIFTorch`` computes it (float32 torch)."""
-    import torch
-
     tau = torch.as_tensor(np.asarray(tau_syn, np.float64)).float()
     return torch.exp(-dt / tau).double().numpy()
 
 
-def _drop_flatten(graph) -> tuple[dict, list[tuple[str, str]]]:
+def _drop_flatten(graph: Any) -> tuple[dict, list[tuple[str, str]]]:
     """Nodes and edges without Flatten nodes; an Input feeding a Flatten becomes flat."""
+    import nir
+
     nodes = dict(graph.nodes)
     edges = list(graph.edges)
     for name, node in list(nodes.items()):
@@ -105,7 +110,7 @@ def _drop_flatten(graph) -> tuple[dict, list[tuple[str, str]]]:
     return nodes, edges
 
 
-def rockpool_graph(graph, syn_shift: int = SYN_SHIFT):
+def rockpool_graph(graph: Any, syn_shift: int = SYN_SHIFT) -> Any:
     """The graph rewritten in the convention rockpool 3.1.0's ``from_nir`` simulates.
 
     Each LIF ``h = beta*v + x`` (per neuron, ``beta = 1 - dt/tau``, unit input gain, no leak
@@ -125,9 +130,9 @@ def rockpool_graph(graph, syn_shift: int = SYN_SHIFT):
     graph (``ExportResult.graph``). Flatten nodes are removed (Input made flat).
     Weights and biases are unchanged (they stay on the 8-bit grid).
     """
-    from trt_nm.exporters.layers import graph_dt, graph_reset
+    import nir
 
-    dt = graph_dt(graph)
+    dt = require_dt(graph, who="xylo")
     meta = dict(getattr(graph, "metadata", None) or {})
     if graph_reset(graph) != "subtract":
         raise ConfigError("xylo: rockpool/Xylo neurons reset by subtraction; export a subtract-reset model")
@@ -138,17 +143,16 @@ def rockpool_graph(graph, syn_shift: int = SYN_SHIFT):
             raise ConfigError(f"xylo: node {name!r} is already a CubaLIF; only LIF graphs are encoded")
         if kind != "LIF":
             continue
-        tau = np.asarray(node.tau, np.float64)
-        beta = 1.0 - dt / tau
-        gain = np.asarray(node.r, np.float64) * dt / tau
+        c = coefficients(node, dt)
+        beta = c["decay"]
         if np.any(beta <= 0) or np.any(beta >= 1):
             raise ConfigError(f"xylo: LIF {name!r} needs 0 < beta < 1 (got {beta.min():g}..{beta.max():g})")
-        if not np.allclose(gain, 1.0) or np.any(np.asarray(node.v_leak) != 0):
+        if not np.allclose(c["gain"], 1.0) or np.any(c["leak"] != 0):
             raise ConfigError(f"xylo: LIF {name!r} must have unit input gain and v_leak 0 (trt_nm convention)")
         tau_mem = -dt / np.log(beta)
         tau_syn = np.full_like(tau_mem, dt / (syn_shift * math.log(2.0)))
         b = _rockpool_syn_decay(dt, tau_syn)
-        thr = np.asarray(node.v_threshold, np.float64) * b
+        thr = c["threshold"] * b
         nodes[name] = nir.CubaLIF(
             tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt - 1.0, v_leak=np.zeros_like(tau_mem),
             v_threshold=thr, w_in=np.ones_like(tau_mem),
@@ -160,11 +164,12 @@ def rockpool_graph(graph, syn_shift: int = SYN_SHIFT):
 class XyloExporter(Exporter):
     profile = PROFILE
 
-    def write(self, graph, path):
+    def write(self, graph: Any, path: str | os.PathLike) -> list[Path]:
         """Write :func:`rockpool_graph` of the (quantized) graph in nir 1.0.4's schema."""
         return [write_nir104(rockpool_graph(graph), path)]
 
-    def extra_checks(self, graph, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
+    def extra_checks(self, graph: Any, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
+        """Xylo's sizes: hidden neurons, output neurons, input channels."""
         out: list[Violation] = []
         weighted = summary.weighted_layers()
         readout = [w for w in weighted if any(summary.layers[s].kind == "output" for s in w.successors)]

@@ -120,7 +120,7 @@ def _run_spikingjelly(graph, x):
     """
     from spikingjelly.activation_based.nir_exchange import from_nir as sj_from_nir
 
-    from trt_nm.nir.validate import graph_dt
+    from trt_nm.nir.graph import graph_dt
 
     sj = sj_from_nir.import_from_nir(graph, dt=graph_dt(graph))
     seen: dict[str, list[torch.Tensor]] = {}

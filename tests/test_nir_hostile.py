@@ -9,7 +9,7 @@ from conftest import run_cli
 
 import trt_nm
 from trt_nm.cli.main import main
-from trt_nm.nir.validate import NirError
+from trt_nm.errors import NirError
 
 
 def _graph(w=None, edges=None, extra=None):

@@ -16,9 +16,9 @@ from test_nir_helpers import (
 )
 
 import trt_nm
+from trt_nm.errors import NirError
 from trt_nm.models import list_models
 from trt_nm.neuron.backends import list_backends
-from trt_nm.nir.validate import NirError
 
 BACKENDS = list_backends(available_only=True)
 

@@ -89,3 +89,32 @@ def test_cli_report_and_bad_input(tmp_path, cli, capsys):
     g.nodes["body_3"] = nir.Delay(delay=np.ones(g.nodes["body_3"].v_threshold.shape))
     nir.write(str(tmp_path / "delay.nir"), g)
     bad("simulate", str(tmp_path / "delay.nir"), "--limit", "8", "--exit", "margin:1", match="Delay")
+
+
+def test_report_flags_targets_whose_check_rejects_the_model(tmp_path):
+    """mlp on 28x28 MNIST: 784 inputs > Xylo's 16, LIF neurons on IF-only Speck. Their rows say
+    "check fails: <first violation>" wherever energy is shown; Speck has no published energy."""
+    graph = to_nir(_model())
+    rep = build_report(graph, dataset="mnist5k", T=3, limit=16, exits=[parse_exit_option("margin:1")],
+                       targets=["xylo", "speck", "cmos45nm", "loihi"])
+    rows = rep["targets"]
+    assert list(rows) == ["xylo", "speck", "generic45nm", "loihi"]  # the alias resolved
+    assert rows["xylo"]["fits"] is False and rows["xylo"]["check"].startswith("check fails: ")
+    assert rows["xylo"]["check"] == "check fails: " + rows["xylo"]["violations"][0]
+    assert rows["speck"]["fits"] is False and rows["speck"]["energy"] == "not published"
+    assert rows["generic45nm"]["fits"] is True and rows["generic45nm"]["check"] == "fits"
+    assert rows["loihi"]["fits"] is None and "energy-only" in rows["loihi"]["check"]
+    for point in [rep["full_T"], *rep["early_exit"]]:
+        assert set(point["energy"]) == {"xylo", "generic45nm", "loihi"}  # no number for speck
+        assert point["energy"]["xylo"]["check"] == rows["xylo"]["check"]
+        assert point["energy"]["xylo"]["status"] == "provisional"
+    assert rep["energy_profiles"]["generic45nm"]["name"] == "cmos45nm"
+    paths = write_report(rep, tmp_path / "rep")
+    md = paths["md"].read_text()
+    xylo_row = next(line for line in md.splitlines() if line.startswith("| xylo |"))
+    assert "provisional" in xylo_row and rows["xylo"]["check"] in xylo_row
+    speck_row = next(line for line in md.splitlines() if line.startswith("| speck |"))
+    assert speck_row.count("not published") >= 2 and "check fails" in speck_row
+    assert paths["energy_per_target"].read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(paths["json"].read_text())
+    assert data["targets"]["xylo"]["check"].startswith("check fails")

@@ -272,7 +272,7 @@ def _rockpool_reference(graph, x: np.ndarray, max_spikes: float) -> dict[str, np
     Affine -> ``x @ W.T + b``; CubaLIF -> LIFTorch with ``dt = min(tau_mem/(1+r))``,
     ``isyn = (isyn + x)*exp(-dt/tau_syn)``, ``v = v*exp(-dt/tau_mem) + isyn + v_leak``,
     ``n = min(floor(v/thr), max_spikes) if v >= thr``, ``v -= n*thr``."""
-    from trt_nm.exporters.layers import topological_order
+    from trt_nm.nir.graph import topological_order
 
     outs: dict[str, np.ndarray] = {}
     for name in topological_order(graph):

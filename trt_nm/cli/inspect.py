@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
+from trt_nm.nir.graph import topological_order
+from trt_nm.nir.nodes import arr, node_kind
+from trt_nm.nir.validate import read_nir, validate_graph
 
-def _fmt(v) -> str:
+
+def _fmt(v: Any) -> str:
     a = np.asarray(v)
     if a.size == 0:
         return "[]"
@@ -22,9 +27,7 @@ def _fmt(v) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trt_nm.nir.nodes import STATEFUL_TYPES, arr
-    from trt_nm.nir.validate import read_nir, topological_order, validate_graph
-
+    """Print the validated graph ``args.file``: one row per node, then totals and metadata."""
     graph = read_nir(args.file)
     shapes = validate_graph(graph, where=str(args.file)) or {}
     total = 0
@@ -33,24 +36,24 @@ def run(args: argparse.Namespace) -> int:
     order = topological_order(graph) or sorted(graph.nodes)  # cycles through state: any order
     for name in order:
         node = graph.nodes[name]
-        kind = type(node).__name__
+        kind = node_kind(node)
         n = 0
-        for f in ("weight", "bias", "scale"):
-            v = getattr(node, f, None)
-            if v is not None and kind not in ("Input", "Output"):
-                n += int(np.size(arr(v)))
+        if kind.role in ("weight", "scale"):  # learned parameters (neuron constants not counted)
+            for f in kind.params:
+                v = getattr(node, f, None)
+                if v is not None:
+                    n += int(np.size(arr(v)))
         total += n
         details = ""
-        if kind in STATEFUL_TYPES:
-            fields = ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in")
-            details = " ".join(f"{f}={_fmt(arr(getattr(node, f)))}" for f in fields
+        if kind.stateful:
+            details = " ".join(f"{f}={_fmt(arr(getattr(node, f)))}" for f in kind.params
                                if getattr(node, f, None) is not None)
-        elif kind in ("Conv2d", "Conv1d"):
+        elif kind.layer == "conv":
             details = f"kernel={list(np.shape(arr(node.weight)))} stride={_fmt(node.stride)} padding={_fmt(node.padding)}"
-        elif kind in ("AvgPool2d", "SumPool2d"):
+        elif kind.role == "pool":
             details = f"kernel={_fmt(node.kernel_size)} stride={_fmt(node.stride)}"
         shape = shapes.get(name)
-        print(f"{name:32s} {kind:10s} {str(list(shape)) if shape else '?':16s} {n:>10d}  {details}")
+        print(f"{name:32s} {kind.name:10s} {str(list(shape)) if shape else '?':16s} {n:>10d}  {details}")
     print(f"parameters: {total}")
     meta = graph.metadata or {}
     for k in sorted(meta):
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``inspect`` subcommand to ``sub``."""
     p = sub.add_parser("inspect", help="validate a NIR file and print its nodes and metadata")
     p.add_argument("file", help="NIR (HDF5) file")
     p.set_defaults(func=run)

@@ -1,4 +1,10 @@
-"""``trt-nm report``: report.json, report.md and PNG plots for a NIR graph or checkpoint."""
+"""``trt-nm report``: report.json, report.md and PNG plots for a NIR graph or checkpoint.
+
+``--target NAME`` (repeatable, default all) takes the names of ``trt-nm targets``; every
+target's constraint check runs on the graph and its energy rows say "check fails: <first
+violation>" when the check rejects the model (see :mod:`trt_nm.report.targets`).
+:mod:`trt_nm.report.build` is imported on use (it needs the optional ``nir`` package).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from trt_nm.cli.simulate import add_sim_args, print_summary, report_from_args
 
 
 def run(args: argparse.Namespace) -> int:
+    """Simulate, then write the report directory; returns 0."""
     from trt_nm.report.build import check_out_dir, write_report
 
     check_out_dir(args.out)  # fail before simulating

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from trt_nm.errors import ConfigError
+from trt_nm.nir.nodes import kinds_where
 from trt_nm.registry import Registry
 from trt_nm.sim.engine import SimResult
 
@@ -41,22 +42,33 @@ COUNTING_RULE = (
     "Energy = ACs*E_AC + MACs*E_MAC + neuron_updates*E_neuron + E_inference."
 )
 
+#: joules per picojoule
 PJ = 1e-12
+#: node kinds whose every neuron is updated once per timestep: the node table's stateful
+#: neuron models (trt_nm.nir.nodes)
+NEURON_KINDS = frozenset(kinds_where(neuron=True, stateful=True))
 
 
 @dataclass(frozen=True)
 class EnergyProfile:
     """Energy constants of one hardware target (joules per operation).
 
+    Every number is written here once; the target registry (``trt_nm.exporters.targets``) and
+    the exporters' :class:`~trt_nm.exporters.profile.TargetProfile` read it by name.
+
     Attributes:
-        name: registry name (stable: the hardware exporters refer to it).
-        e_ac: joules per accumulate / synaptic operation.
-        e_mac: joules per multiply-accumulate (dense input layer, ANN equivalent).
-        e_neuron: joules per neuron update (0 when the source gives none).
-        e_inference: fixed joules per inference (e.g. a published per-inference figure).
-        source: citation of the constants.
+        name: registry name (stable: the target registry refers to it).
+        e_ac: joules (J) per accumulate / synaptic operation; 0 when the source gives none.
+        e_mac: joules (J) per multiply-accumulate (dense input layer, ANN equivalent).
+        e_neuron: joules (J) per neuron update (0 when the source gives none).
+        e_inference: fixed joules (J) per inference (e.g. a published per-inference figure).
+        source: full citation of the constants.
         year: publication year of the source.
         note: caveats (what is assumed rather than published).
+        provisional: True when the numbers are estimates (borrowed from another chip, an
+            order-of-magnitude figure, or one benchmark's figure applied to any model);
+            reports mark such energies "provisional".
+        cite: short citation ("Davies et al., IEEE Micro 2018") for one-line listings.
     """
 
     name: str
@@ -67,6 +79,8 @@ class EnergyProfile:
     source: str
     year: int
     note: str = ""
+    provisional: bool = False
+    cite: str = ""
 
     def __post_init__(self) -> None:
         for k in ("e_ac", "e_mac", "e_neuron", "e_inference"):
@@ -74,9 +88,47 @@ class EnergyProfile:
             if not v >= 0:
                 raise ConfigError(f"energy profile {self.name!r}: {k} must be >= 0, got {v}")
             object.__setattr__(self, k, v)
+        if not self.cite:
+            object.__setattr__(self, "cite", f"{self.source.split(',')[0]} {self.year}")
+
+    @property
+    def synop_pj(self) -> float | None:
+        """Energy per synaptic operation in pJ; None when the source publishes none."""
+        return self.e_ac / PJ if self.e_ac > 0 else None
+
+    @property
+    def neuron_pj(self) -> float | None:
+        """Energy per neuron update in pJ; None when the source publishes none."""
+        return self.e_neuron / PJ if self.e_neuron > 0 else None
+
+    @property
+    def status(self) -> str:
+        """``"provisional"`` or ``"published"`` (how reports label this profile's energies)."""
+        return "provisional" if self.provisional else "published"
+
+    def summary(self) -> str:
+        """One line: energy per synop, per MAC (if different), per neuron update and per
+        inference, with the short citation and the provisional flag."""
+        parts = [f"synop {_pj(self.synop_pj)}"]
+        if self.e_mac > 0 and self.e_mac != self.e_ac:
+            parts.append(f"MAC {_pj(self.e_mac / PJ)}")
+        parts.append(f"neuron update {_pj(self.neuron_pj)}")
+        if self.e_inference > 0:
+            parts.append(f"inference {self.e_inference * 1e6:g} uJ")
+        flag = "PROVISIONAL; " if self.provisional else ""
+        return f"{', '.join(parts)} ({flag}{self.cite})"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["status"] = self.status
+        return d
+
+
+def _pj(v: float | None) -> str:
+    """``v`` picojoules as text (nJ from 1000 pJ); None reads "not published"."""
+    if v is None:
+        return "not published"
+    return f"{v / 1e3:g} nJ" if v >= 1e3 else f"{v:g} pJ"
 
 
 _PROFILES: Registry[EnergyProfile] = Registry("energy profile")
@@ -104,6 +156,7 @@ register_energy_profile(EnergyProfile(
     "M. Horowitz, Computing's energy problem (and what we can do about it), ISSCC 2014 "
     "(45 nm: fp32 add 0.9 pJ, fp32 MAC 4.6 pJ)", 2014,
     "neuron updates not costed (the usual SNN-paper convention)",
+    cite="Horowitz, ISSCC 2014",
 ))
 # Davies et al., "Loihi: a neuromorphic manycore processor with on-chip learning",
 # IEEE Micro 38(1), 2018: 23.6 pJ per synaptic spike operation. Neuron update 81 pJ as used by
@@ -114,6 +167,7 @@ register_energy_profile(EnergyProfile(
     "IEEE Micro 38(1), 2018 (23.6 pJ/synaptic op); 81 pJ/neuron update from the KerasSpiking "
     "energy model (2021)", 2018,
     "dense input layer costed at the synop energy (inputs sent as graded events)",
+    cite="Davies et al., IEEE Micro 2018; KerasSpiking 2021",
 ))
 # No per-synop energy for Loihi 2 is published in the Intel Loihi 2 brief (2021) or
 # Shrestha et al., ICASSP 2024; the Loihi figures are used as an upper bound.
@@ -122,6 +176,8 @@ register_energy_profile(EnergyProfile(
     "Intel Labs, Taking Neuromorphic Computing to the Next Level with Loihi 2 (technology "
     "brief, 2021); per-op constants of Loihi (Davies et al., IEEE Micro 2018)", 2021,
     "PROVISIONAL: Loihi 2 per-op energies are not published; Loihi 1 values used as an upper bound",
+    provisional=True,
+    cite="Loihi 1 values (Davies et al., IEEE Micro 2018); none published for Loihi 2",
 ))
 # Mayr, Hoeppner, Furber, SpiNNaker 2: a 10 million core processor system for brain simulation
 # and machine learning, arXiv:1911.02385, 2019 (project figure ~450 pJ per synaptic event,
@@ -130,7 +186,9 @@ register_energy_profile(EnergyProfile(
     "spinnaker2", 450.0 * PJ, 450.0 * PJ, 0.0, 0.0,
     "C. Mayr, S. Hoeppner, S. Furber, SpiNNaker 2: A 10 Million Core Processor System for "
     "Brain Simulation and Machine Learning, arXiv:1911.02385, 2019 (~450 pJ/synaptic event)", 2019,
-    "order-of-magnitude figure; neuron updates not costed",
+    "PROVISIONAL: order-of-magnitude figure (~450 pJ); neuron updates not costed",
+    provisional=True,
+    cite="Mayr, Hoeppner, Furber, arXiv:1911.02385, 2019",
 ))
 # Stromatias et al., Power analysis of large-scale, real-time neural networks on SpiNNaker,
 # IJCNN 2013: ~13.3 nJ per synaptic event (SpiNNaker 1, 130 nm).
@@ -139,6 +197,7 @@ register_energy_profile(EnergyProfile(
     "E. Stromatias et al., Power analysis of large-scale, real-time neural networks on "
     "SpiNNaker, IJCNN 2013 (13.3 nJ/synaptic event)", 2013,
     "neuron updates not costed",
+    cite="Stromatias et al., IJCNN 2013",
 ))
 # Merolla et al., A million spiking-neuron integrated circuit with a scalable communication
 # network and interface, Science 345(6197), 2014: 26 pJ per synaptic event.
@@ -147,6 +206,7 @@ register_energy_profile(EnergyProfile(
     "P. Merolla et al., A million spiking-neuron integrated circuit with a scalable "
     "communication network and interface, Science 345(6197), 2014 (26 pJ/synaptic event)", 2014,
     "neuron updates not costed",
+    cite="Merolla et al., Science 2014",
 ))
 # Bos & Muir, Sub-mW neuromorphic SNN audio processing applications with Rockpool and Xylo,
 # ESSCIRC/arXiv:2208.12991, 2022: Xylo Audio 2 at 291 uW, 6.6 uJ per inference.
@@ -154,7 +214,10 @@ register_energy_profile(EnergyProfile(
     "xylo", 0.0, 0.0, 0.0, 6.6e-6,
     "H. Bos, D. R. Muir, Sub-mW Neuromorphic SNN Audio Processing Applications with Rockpool and "
     "Xylo, arXiv:2208.12991, 2022 (Xylo Audio 2: 291 uW, 6.6 uJ per inference)", 2022,
-    "only a per-inference figure is published: energy does not depend on spikes",
+    "PROVISIONAL: only a per-inference figure of one audio benchmark is published; applied to "
+    "any model, energy does not depend on spikes",
+    provisional=True,
+    cite="Bos & Muir, arXiv:2208.12991, 2022",
 ))
 
 
@@ -230,7 +293,7 @@ def count_ops(result: SimResult, exit_steps: torch.Tensor | None = None) -> OpCo
             weights += st.weights
             nz += st.nonzero_weights
             footprint += 4 * st.weights
-        if st.kind in ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI"):
+        if st.kind in NEURON_KINDS:
             updates += st.neurons * steps_run / B
         if name in result.spikes:
             s = float((result.spikes[name] * mask).sum()) / B

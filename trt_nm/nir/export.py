@@ -13,17 +13,21 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from trt_nm.nir.validate import NirError, validate_graph
+from trt_nm.errors import ConfigError, NirError, unknown_name
+from trt_nm.models import BasicBlock, SEWBlock, SpikingModel
+from trt_nm.models.bn_fold import folded_params
+from trt_nm.neuron.lif import SpikingNeuron
+from trt_nm.nir.validate import validate_graph
+from trt_nm.version import __version__
 
 RESET_MODES = ("error", "metadata")
+#: a batch-free shape
+Shape = tuple[int, ...]
 
 
 def _fold(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Weight and bias of ``bn(layer(x))`` as numpy arrays in the layer's dtype
     (:func:`trt_nm.models.bn_fold.folded_params`: the arithmetic the zoo models evaluate with)."""
-    from trt_nm.errors import ConfigError
-    from trt_nm.models.bn_fold import folded_params
-
     try:
         w, b = folded_params(layer, bn)
     except ConfigError as exc:
@@ -68,7 +72,10 @@ class _Builder:
         )
         return self.add(name, node, srcs)
 
-    def affine(self, name: str, layer: nn.Module, bn: nn.Module | None, shape, srcs):
+    def affine(self, name: str, layer: nn.Module, bn: nn.Module | None, shape: Shape,
+               srcs: list[str]) -> tuple[list[str], Shape]:
+        """A (BatchNorm-folded) Linear as Affine/Linear or Conv2d as Conv2d; returns its output
+        node and batch-free output shape."""
         w, b = _fold(layer, bn)
         if isinstance(layer, nn.Linear):
             if len(shape) != 1:
@@ -86,10 +93,9 @@ class _Builder:
         )
         return self.add(name, node, srcs), tuple(int(s) for s in node.output_type["output"])
 
-    def seq(self, seq: nn.Sequential, prefix: str, srcs: list[str], shape: tuple[int, ...]):
-        from trt_nm.models import BasicBlock, SEWBlock
-        from trt_nm.neuron.lif import SpikingNeuron
-
+    def seq(self, seq: nn.Sequential, prefix: str, srcs: list[str],
+            shape: Shape) -> tuple[list[str], Shape]:
+        """Every child of ``seq`` in order (a conv/linear absorbs the BatchNorm after it)."""
         children = list(seq.named_children())
         i = 0
         while i < len(children):
@@ -124,8 +130,11 @@ class _Builder:
             i += 1
         return srcs, shape
 
-    def pool(self, name: str, pool: nn.AvgPool2d, shape, srcs):
-        def pair(v):
+    def pool(self, name: str, pool: nn.AvgPool2d, shape: Shape,
+             srcs: list[str]) -> tuple[list[str], Shape]:
+        """AvgPool2d without ceil mode/divisor override as NIR AvgPool2d."""
+
+        def pair(v: Any) -> tuple[int, int]:
             return (int(v), int(v)) if isinstance(v, int) else tuple(int(x) for x in v)
 
         k = pair(pool.kernel_size)
@@ -138,7 +147,8 @@ class _Builder:
         w = (shape[2] + 2 * p[1] - k[1]) // s[1] + 1
         return self.add(name, node, srcs), (shape[0], h, w)
 
-    def basic(self, name: str, blk: Any, srcs: list[str], shape):
+    def basic(self, name: str, blk: Any, srcs: list[str], shape: Shape) -> tuple[list[str], Shape]:
+        """A ResNet BasicBlock: its shortcut is a second edge into ``lif2``."""
         h, hs = self.affine(f"{name}.conv1", blk.conv1, blk.bn1, shape, srcs)
         h = self.lif(f"{name}.lif1", blk.lif1, hs, h)
         h, hs = self.affine(f"{name}.conv2", blk.conv2, blk.bn2, hs, h)
@@ -147,7 +157,8 @@ class _Builder:
             raise NirError(f"block {name!r}: residual shape {ss} does not match {hs}")
         return self.lif(f"{name}.lif2", blk.lif2, hs, h + sc), hs
 
-    def sew(self, name: str, blk: Any, srcs: list[str], shape):
+    def sew(self, name: str, blk: Any, srcs: list[str], shape: Shape) -> tuple[list[str], Shape]:
+        """A SEW block: residual and downsample branches summed by a unit Scale node."""
         r, rs = self.seq(blk.residual, f"{name}.residual", srcs, shape)
         d, ds = self.seq(blk.downsample, f"{name}.downsample", srcs, shape)
         if rs != ds:
@@ -174,12 +185,7 @@ def to_nir(model: nn.Module, *, dt: float = 1e-4, reset_mode: str = "error") -> 
     """
     import nir
 
-    from trt_nm.models import SpikingModel
-    from trt_nm.version import __version__
-
     if reset_mode not in RESET_MODES:
-        from trt_nm.errors import unknown_name
-
         raise unknown_name("reset mode", reset_mode, RESET_MODES)
     if not isinstance(model, SpikingModel):
         raise NirError(f"to_nir expects a trt_nm SpikingModel, got {type(model).__name__}")

@@ -1,34 +1,42 @@
 """``from_nir``: run a NIR graph (ours or made elsewhere) as a torch module on a backend.
 
-LIF nodes whose parameters map to the canonical neuron (uniform ``beta = 1 - dt/tau`` in
-(0, 1), input gain ``r*dt/tau == 1``, ``v_leak == v_reset == 0``, uniform positive
-threshold) become the chosen backend's neuron (``get_backend(name).neuron(NeuronConfig)``);
-every other stateful node runs the equations of :mod:`trt_nm.nir.nodes`.
+LIF nodes whose coefficients (:func:`trt_nm.nir.nodes.coefficients`) map to the canonical
+neuron (uniform ``decay = 1 - dt/tau`` in (0, 1), input gain ``r*dt/tau == 1``, no leak,
+``v_reset == 0``, uniform positive threshold) become the chosen backend's neuron
+(``get_backend(name).neuron(NeuronConfig)``); every other stateful node runs the generic
+modules of :mod:`trt_nm.nir.modules`, built from the same coefficients.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from trt_nm.nir.nodes import STATEFUL_TYPES, arr, stateful_module, stateless_module
-from trt_nm.nir.validate import (
-    NirError,
+from trt_nm.config import NeuronConfig
+from trt_nm.errors import ConfigError, NirError
+from trt_nm.neuron.backends import get_backend
+from trt_nm.neuron.surrogate import get_surrogate, list_surrogates
+from trt_nm.nir.graph import (
+    declared_input_shape,
+    graph_reset,
     meta_str,
-    read_nir,
+    meta_value,
+    predecessors,
     require_dt,
+    require_order,
     topological_order,
-    validate_graph,
 )
+from trt_nm.nir.modules import stateful_module, stateless_module
+from trt_nm.nir.nodes import NODE_KINDS, coefficients, kinds_where, node_kind
+from trt_nm.nir.validate import read_nir, validate_graph
 
-_SUPPORTED = frozenset({
-    "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d",
-    "AvgPool2d", "Flatten", "Threshold", "LIF", "CubaLIF", "CubaLI", "IF", "LI", "I",
-})
+#: NIR node types ``from_nir`` runs (the node table's simulated kinds)
+SUPPORTED_TYPES = frozenset(kinds_where(simulated=True))
 _REL_TOL = 1e-9
 
 
@@ -42,28 +50,54 @@ def _uniform(a: np.ndarray) -> float | None:
     return float(a[0]) if a.size and np.all(a == a[0]) else None
 
 
-def canonical_config(node: Any, dt: float, reset: str, surrogate: str, scale: float):
-    """The :class:`~trt_nm.config.NeuronConfig` a NIR LIF node is, or None if it is not one."""
-    from trt_nm.config import NeuronConfig
-    from trt_nm.errors import ConfigError
+def canonical_config(node: Any, dt: float, reset: str, surrogate: str,
+                     scale: float) -> NeuronConfig | None:
+    """The :class:`~trt_nm.config.NeuronConfig` a NIR LIF node is, or None if it is not one.
 
+    ``dt`` in seconds; ``reset``, ``surrogate`` and ``scale`` as validated by
+    :func:`graph_surrogate` and :func:`~trt_nm.nir.graph.graph_reset`.
+    """
     if type(node).__name__ != "LIF":
         return None
-    tau, r = arr(node.tau), arr(node.r)
-    beta = _uniform(1.0 - dt / tau)
-    gain = _uniform(r * dt / tau)
-    thr = _uniform(arr(node.v_threshold))
+    c = coefficients(node, dt)
+    beta = _uniform(c["decay"])
+    gain = _uniform(c["gain"])
+    thr = _uniform(c["threshold"])
     if beta is None or gain is None or thr is None:
         return None
-    if abs(gain - 1.0) > _REL_TOL or np.any(arr(node.v_leak) != 0) or np.any(arr(node.v_reset) != 0):
+    if abs(gain - 1.0) > _REL_TOL or np.any(c["leak"] != 0) or np.any(c["v_reset"] != 0):
         return None
     if not 0.0 < beta < 1.0 or thr <= 0:
         return None
+    return NeuronConfig(beta=beta, threshold=thr, reset=reset, surrogate=surrogate,
+                        surrogate_scale=scale)
+
+
+def graph_surrogate(graph: Any) -> tuple[str, float]:
+    """``(name, scale)`` of the surrogate gradient in the graph metadata (``surrogate``,
+    ``surrogate_scale``): absent entries mean triangle and the surrogate's default scale; an
+    unknown name or a scale that is not a positive finite number raises :class:`NirError`."""
+    name = meta_str(graph, "surrogate", "triangle")
+    valid = list_surrogates()
+    if name not in valid:
+        raise NirError(
+            f"graph metadata surrogate {name!r} is not a registered surrogate; "
+            f"valid surrogates: {', '.join(sorted(valid))}"
+        )
+    raw = meta_value(graph, "surrogate_scale")
+    if raw is None:
+        return name, get_surrogate(name).default_scale
     try:
-        return NeuronConfig(beta=beta, threshold=thr, reset=reset, surrogate=surrogate,
-                            surrogate_scale=scale)
-    except ConfigError:
-        return NeuronConfig(beta=beta, threshold=thr, reset=reset)
+        scale = float(np.asarray(raw, dtype=np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        scale = float("nan")
+    if not (np.isfinite(scale) and scale > 0):
+        shown = raw.reshape(-1).tolist() if isinstance(raw, np.ndarray) else raw
+        raise NirError(
+            f"graph metadata surrogate_scale {shown!r} is not valid; it must be a positive "
+            f"finite number (the {name} surrogate's default is {get_surrogate(name).default_scale:g})"
+        )
+    return name, scale
 
 
 class NIRNetwork(nn.Module):
@@ -75,10 +109,10 @@ class NIRNetwork(nn.Module):
     nodes loop over T. A node with several incoming edges receives their sum (edge order).
     """
 
-    def __init__(self, graph: Any, neuron_factory, dt: float, reset: str, surrogate: str,
-                 scale: float) -> None:
+    def __init__(self, graph: Any, neuron_factory: Callable[[NeuronConfig], nn.Module] | None,
+                 dt: float, reset: str, surrogate: str, scale: float) -> None:
         super().__init__()
-        order = topological_order(graph)
+        order = require_order(graph, who="from_nir")
         ins = [n for n, v in graph.nodes.items() if type(v).__name__ == "Input"]
         outs = [n for n, v in graph.nodes.items() if type(v).__name__ == "Output"]
         if len(ins) != 1 or len(outs) != 1:
@@ -87,21 +121,19 @@ class NIRNetwork(nn.Module):
         self.dt, self.reset_mode = dt, reset
         self.nodes = nn.ModuleDict()
         self.kinds: dict[str, str] = {}
-        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-        for a, b in graph.edges:
-            self.preds[b].append(a)
+        self.preds = predecessors(graph)
         keys: dict[str, str] = {}
         for name in order:
             node = graph.nodes[name]
-            kind = type(node).__name__
-            self.kinds[name] = kind
+            kind = node_kind(node)
+            self.kinds[name] = kind.name
             key = module_key(name)
             if key in keys.values():
                 raise NirError(f"NIR node names {name!r} and another map to the same module name {key!r}")
             keys[name] = key
-            if kind in ("Input", "Output"):
+            if kind.role == "io":
                 continue
-            if kind in STATEFUL_TYPES:
+            if kind.stateful:
                 cfg = canonical_config(node, dt, reset, surrogate, scale)
                 if cfg is not None and neuron_factory is not None:
                     self.nodes[key] = neuron_factory(cfg)
@@ -111,18 +143,18 @@ class NIRNetwork(nn.Module):
                 self.nodes[key] = stateless_module(node)
         self.keys = keys
         self.order = [n for n in order if n != self.input_name]
-        self.input_shape = tuple(int(s) for s in np.asarray(
-            graph.nodes[self.input_name].input_type["input"]).reshape(-1))
+        shape = declared_input_shape(graph.nodes[self.input_name])
+        if shape is None:
+            raise NirError(f"Input node {self.input_name!r} has no shape")
+        self.input_shape = shape
 
     def neurons(self) -> list[tuple[str, nn.Module]]:
         """``(nir_node_name, module)`` of every stateful node, in execution order."""
-        return [(n, self.nodes[self.keys[n]]) for n in self.order if self.kinds[n] in STATEFUL_TYPES]
+        return [(n, self.nodes[self.keys[n]]) for n in self.order if NODE_KINDS[self.kinds[n]].stateful]
 
     def run_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every node's output ``[T, B, ...]`` keyed by NIR node name (input included)."""
         if x.dim() < 2 or tuple(x.shape[2:]) != self.input_shape:
-            from trt_nm.errors import ConfigError
-
             raise ConfigError(
                 f"expected time-major input [T, B, {', '.join(map(str, self.input_shape))}], "
                 f"got {list(x.shape)}"
@@ -134,10 +166,10 @@ class NIRNetwork(nn.Module):
             h = outs[preds[0]]
             for p in preds[1:]:
                 h = h + outs[p]
-            kind = self.kinds[name]
-            if kind == "Output":
+            kind = NODE_KINDS[self.kinds[name]]
+            if kind.role == "io":
                 outs[name] = h
-            elif kind in STATEFUL_TYPES:
+            elif kind.stateful:
                 outs[name] = self.nodes[self.keys[name]](h)
             else:
                 y = self.nodes[self.keys[name]](h.flatten(0, 1))
@@ -154,27 +186,17 @@ def build_network(graph: Any, backend: str | None, dt: float | None = None,
     """:class:`NIRNetwork` for a validated graph; ``backend=None`` uses generic NIR neurons."""
     for name, node in graph.nodes.items():
         kind = type(node).__name__
-        if kind not in _SUPPORTED:
+        if kind not in SUPPORTED_TYPES:
             raise NirError(
                 f"node {name!r}: NIR {kind} is not supported by from_nir "
-                f"(supported: {', '.join(sorted(_SUPPORTED))})"
+                f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})"
             )
     if topological_order(graph) is None:
         raise NirError("recurrent NIR graphs (cycles through stateful nodes) are not supported by from_nir")
     dt_val = require_dt(graph, dt, who="from_nir")
-    reset = meta_str(graph, "reset", "zero")
-    if reset not in ("zero", "subtract"):
-        raise NirError(f"graph metadata reset {reset!r} is not 'zero' or 'subtract'")
-    surrogate = meta_str(graph, "surrogate", "triangle")
-    try:
-        scale = float(np.asarray((graph.metadata or {}).get("surrogate_scale", 1.0)).reshape(-1)[0])
-    except (TypeError, ValueError):
-        scale = 1.0
-    factory = None
-    if backend is not None:
-        from trt_nm.neuron.backends import get_backend
-
-        factory = get_backend(backend).neuron
+    reset = graph_reset(graph)
+    surrogate, scale = graph_surrogate(graph)
+    factory = None if backend is None else get_backend(backend).neuron
     net = NIRNetwork(graph, factory, dt_val, reset, surrogate, scale)
     return net.to(dtype)
 
@@ -199,7 +221,5 @@ def from_nir(graph_or_path: Any, *, backend: str, dt: float | None = None,
     else:
         graph = graph_or_path
         validate_graph(graph)
-    from trt_nm.neuron.backends import get_backend
-
     get_backend(backend)
     return build_network(graph, backend, dt, dtype)

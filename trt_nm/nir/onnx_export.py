@@ -1,7 +1,7 @@
 """``to_onnx``: the unrolled network (T timesteps) as an ONNX file with a dynamic batch.
 
 The model is first written as trt_nm's canonical NIR graph (:func:`trt_nm.nir.io.to_nir`,
-BatchNorm folded) and rebuilt with the generic NIR neurons of :mod:`trt_nm.nir.nodes`, whose
+BatchNorm folded) and rebuilt with the generic NIR neurons of :mod:`trt_nm.nir.modules`, whose
 spike is a plain comparison under ``torch.no_grad``; the legacy TorchScript exporter then
 unrolls the time loop. No snnTorch/Norse op and no custom autograd function reach ONNX.
 
@@ -20,17 +20,21 @@ import torch
 from torch import nn
 
 from trt_nm.atomic import atomic_write_path
-from trt_nm.errors import ConfigError, MissingDependencyError
-from trt_nm.nir.validate import NirError
+from trt_nm.errors import ConfigError, MissingDependencyError, NirError
+from trt_nm.nir.export import to_nir
+from trt_nm.nir.importer import NIRNetwork, build_network
+from trt_nm.nir.validate import validate_graph
 
 
 class _Unrolled(nn.Module):
-    def __init__(self, net: Any, spikes: bool) -> None:
+    """``x [T, B, ...]`` -> ``(logits [T, B, C], *spikes [T, B, ...])`` of a :class:`NIRNetwork`."""
+
+    def __init__(self, net: NIRNetwork, spikes: bool) -> None:
         super().__init__()
         self.net = net
         self.names = [n for n, _ in net.neurons()] if spikes else []
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = self.net.run_all(x)
         return (outs[self.net.output_name], *[outs[n] for n in self.names])
 
@@ -52,10 +56,6 @@ def to_onnx(model: Any, path: str | os.PathLike, *, T: int, batch: int = 1,
         The written path. Output names: ``logits`` and, with ``spikes``, ``spikes_<node>``.
     """
     import nir
-
-    from trt_nm.nir.export import to_nir
-    from trt_nm.nir.importer import build_network
-    from trt_nm.nir.validate import validate_graph
 
     if int(T) != T or T < 1:
         raise ConfigError(f"T must be an integer >= 1, got {T}")

@@ -9,29 +9,25 @@ batch-free shape inference through the graph (mismatched shapes name the node an
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from trt_nm.errors import NirError
-from trt_nm.nir.nodes import STATEFUL_TYPES, arr
-
-#: NIR node types nir 1.0 can (de)serialise
-KNOWN_TYPES = (
-    "Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay", "Flatten", "I",
-    "IF", "Input", "LI", "LIF", "Linear", "NIRGraph", "Output", "Scale", "SumPool2d",
-    "Threshold",
+from trt_nm.nir.graph import (
+    declared_input_shape,
+    declared_output_shape,
+    find_cycles,
+    predecessors,
+    topological_order,
 )
-#: dt (seconds) that snnTorch and SpikingJelly assume when exporting NIR (and to_nir's default);
-#: a graph without metadata "dt" is never given it silently -- see :func:`require_dt`
-CONVENTIONAL_DT = 1e-4
+from trt_nm.nir.modules import stateless_module
+from trt_nm.nir.nodes import NODE_KINDS, arr, node_kind
 
-_PARAM_FIELDS = (
-    "weight", "bias", "scale", "tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold",
-    "v_reset", "w_in", "threshold", "delay",
-)
+#: NIR node types nir 1.0 can (de)serialise (the node table's names, sorted)
+KNOWN_TYPES = tuple(sorted(NODE_KINDS))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -47,7 +43,7 @@ def _scan_types(group: Any, where: str) -> None:
     t = t.decode("utf8", "replace") if isinstance(t, bytes) else str(t)
     if t not in KNOWN_TYPES:
         raise NirError(f"{where}: unknown NIR node type {t!r}; known types: {', '.join(KNOWN_TYPES)}")
-    if t == "NIRGraph":
+    if NODE_KINDS[t].role == "graph":
         if "nodes" not in group or "edges" not in group:
             raise NirError(f"{where}: NIRGraph without 'nodes'/'edges'")
         for name in group["nodes"]:
@@ -91,164 +87,15 @@ def read_nir(path: str | os.PathLike) -> Any:
     return graph
 
 
-def _shape(value: Any) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    a = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value).reshape(-1)
-    if a.dtype == object or any(x is None for x in a.tolist()):
-        return None
-    return tuple(int(x) for x in a)
-
-
-def declared_input_shape(node: Any) -> tuple[int, ...] | None:
-    """The node's declared batch-free input shape (None when it does not declare one)."""
-    t = getattr(node, "input_type", None)
-    if not isinstance(t, dict) or not t:
-        return None
-    return _shape(next(iter(t.values())))
-
-
-def declared_output_shape(node: Any) -> tuple[int, ...] | None:
-    t = getattr(node, "output_type", None)
-    if not isinstance(t, dict) or not t:
-        return None
-    return _shape(next(iter(t.values())))
-
-
-def topological_order(graph: Any) -> list[str] | None:
-    """Node names in a topological order of the edges, or None when the graph has a cycle."""
-    indeg = {n: 0 for n in graph.nodes}
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for a, b in graph.edges:
-        succ[a].append(b)
-        indeg[b] += 1
-    ready = [n for n in graph.nodes if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    return order if len(order) == len(graph.nodes) else None
-
-
-def _find_cycles(graph: Any) -> list[list[str]]:
-    """Strongly connected components with a cycle (Tarjan), each as a list of node names."""
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for a, b in graph.edges:
-        succ[a].append(b)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[list[str]] = []
-    counter = [0]
-
-    def strong(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in succ[v]:
-            if w not in index:
-                strong(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1 or v in succ[v]:
-                out.append(sorted(comp))
-
-    import sys
-
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 10 * len(graph.nodes) + 100))
-    try:
-        for v in graph.nodes:
-            if v not in index:
-                strong(v)
-    finally:
-        sys.setrecursionlimit(limit)
-    return out
-
-
-def is_recurrent(graph: Any) -> bool:
-    """Whether the graph has a cycle (every cycle has a stateful node once validated)."""
-    return bool(_find_cycles(graph))
-
-
-def graph_dt(graph: Any, dt: float | None = None) -> float | None:
-    """The time step in seconds: ``dt`` if given, else ``metadata['dt']``, else None.
-
-    The one place every reader of NIR graphs (``from_nir``, the simulator, the target exporters)
-    takes dt from; a value that is not a positive finite number raises :class:`NirError`.
-    """
-    if dt is None:
-        meta = getattr(graph, "metadata", None) or {}
-        dt = meta.get("dt") if isinstance(meta, Mapping) else None
-        if dt is None:
-            return None
-        where = "graph metadata 'dt'"
-    else:
-        where = "dt"
-    try:
-        val = float(np.asarray(dt, dtype=np.float64).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        raise NirError(f"{where} must be a number, got {dt!r}") from None
-    if not np.isfinite(val) or val <= 0:
-        raise NirError(f"{where} must be a positive finite number of seconds, got {val}")
-    return val
-
-
-def require_dt(graph: Any, dt: float | None = None, *, who: str = "this graph") -> float | None:
-    """:func:`graph_dt`, or a one-line :class:`NirError` when the graph has neurons (which need
-    dt) and neither ``dt`` nor the metadata gives one. None for graphs without neurons."""
-    val = graph_dt(graph, dt)
-    if val is None:
-        timed = [n for n, v in graph.nodes.items() if type(v).__name__ in STATEFUL_TYPES]
-        if timed:
-            raise NirError(
-                f"{who}: the graph has neurons ({timed[0]!r}, ...) but no metadata 'dt'; give the "
-                f"time step explicitly (snnTorch and SpikingJelly export with dt = {CONVENTIONAL_DT:g} s)"
-            )
-    return val
-
-
-def meta_str(graph: Any, key: str, default: str) -> str:
-    """A string metadata entry (decoded from bytes/numpy as nir.read returns it); ``default``
-    when absent or when the metadata is not a mapping."""
-    meta = getattr(graph, "metadata", None) or {}
-    v = meta.get(key, default) if isinstance(meta, Mapping) else default
-    if isinstance(v, bytes):
-        v = v.decode("utf8", "replace")
-    if isinstance(v, np.ndarray):
-        v = v.reshape(-1)[0] if v.size else default
-        v = v.decode("utf8", "replace") if isinstance(v, bytes) else v
-    return str(v)
-
-
 def _node_out_shape(name: str, node: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Batch-free output shape of ``node`` for batch-free input ``shape`` (raises NirError)."""
-    import torch
-
-    from trt_nm.nir.nodes import stateless_module
-
-    kind = type(node).__name__
-    if kind in ("Input", "Output", "Delay"):
+    kind = node_kind(node)
+    if kind.role in ("io", "delay"):
         return shape
-    if kind in STATEFUL_TYPES or kind in ("Scale", "Threshold"):
-        for field in _PARAM_FIELDS:
+    if kind.layer in ("neuron", "scale"):  # elementwise: every parameter broadcasts to the input
+        for field in kind.params:
             v = getattr(node, field, None)
-            if v is None or field == "delay":
+            if v is None:
                 continue
             ps = np.shape(arr(v))
             try:
@@ -256,25 +103,27 @@ def _node_out_shape(name: str, node: Any, shape: tuple[int, ...]) -> tuple[int, 
                     raise ValueError
             except ValueError:
                 raise NirError(
-                    f"mismatched shapes: node {name!r} ({kind}) has {field} of shape {list(ps)} "
+                    f"mismatched shapes: node {name!r} ({kind.name}) has {field} of shape {list(ps)} "
                     f"but receives input of shape {list(shape)}"
                 ) from None
         return shape
-    if kind in ("Affine", "Linear"):
+    if kind.layer == "dense":
         w = np.shape(arr(node.weight))
         if len(w) != 2 or not shape or shape[-1] != w[1]:
             raise NirError(
-                f"mismatched shapes: node {name!r} ({kind}) has weight {list(w)} "
+                f"mismatched shapes: node {name!r} ({kind.name}) has weight {list(w)} "
                 f"but receives input of shape {list(shape)}"
             )
-        if kind == "Affine" and np.shape(arr(node.bias)) not in ((w[0],), ()):
+        if "bias" in kind.params and np.shape(arr(node.bias)) not in ((w[0],), ()):
             raise NirError(f"mismatched shapes: node {name!r} has bias {list(np.shape(arr(node.bias)))} for {w[0]} outputs")
         return (*shape[:-1], w[0])
-    if kind == "Flatten":
+    if not kind.simulated:
+        raise NirError(f"node {name!r}: shapes through a nested {kind.name} cannot be inferred")
+    if kind.role == "reshape":
         declared = declared_input_shape(node)
         if declared is not None and declared != shape:
             raise NirError(
-                f"mismatched shapes: Flatten node {name!r} declares input {list(declared)} "
+                f"mismatched shapes: {kind.name} node {name!r} declares input {list(declared)} "
                 f"but receives {list(shape)}"
             )
     try:
@@ -285,7 +134,7 @@ def _node_out_shape(name: str, node: Any, shape: tuple[int, ...]) -> tuple[int, 
         raise
     except Exception as exc:  # noqa: BLE001 - torch reports impossible shapes in many ways
         raise NirError(
-            f"mismatched shapes: node {name!r} ({kind}) cannot take input of shape "
+            f"mismatched shapes: node {name!r} ({kind.name}) cannot take input of shape "
             f"{list(shape)} ({_first_line(exc)})"
         ) from None
     return tuple(int(s) for s in y.shape[1:])
@@ -296,9 +145,7 @@ def infer_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
     order = topological_order(graph)
     if order is None:
         raise NirError("cannot infer shapes of a recurrent graph")
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for a, b in graph.edges:
-        preds[b].append(a)
+    preds = predecessors(graph)
     out: dict[str, tuple[int, ...]] = {}
     for name in order:
         node = graph.nodes[name]
@@ -320,8 +167,7 @@ def infer_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
                     f"(from {shapes[0][0]!r}) and {list(s)} (from {p!r})"
                 )
         declared = declared_input_shape(node)
-        if (declared is not None and kind in ("Affine", "Linear", "Conv2d", "Conv1d")
-                and declared != first):
+        if declared is not None and node_kind(node).weighted and declared != first:
             raise NirError(
                 f"mismatched shapes: edge {shapes[0][0]!r} -> {name!r} carries {list(first)} "
                 f"but {name!r} ({kind}) expects {list(declared)}"
@@ -352,9 +198,9 @@ def validate_graph(graph: Any, where: str = "NIR graph") -> dict[str, tuple[int,
         raise NirError(f"{where}: graph has no nodes")
     for name, node in graph.nodes.items():
         kind = type(node).__name__
-        if kind not in KNOWN_TYPES:
+        if kind not in NODE_KINDS:
             raise NirError(f"{where}: node {name!r} has unknown NIR node type {kind!r}")
-        for field in _PARAM_FIELDS:
+        for field in NODE_KINDS[kind].params:
             v = getattr(node, field, None)
             if v is None or isinstance(v, (str, bytes)):
                 continue
@@ -379,9 +225,9 @@ def validate_graph(graph: Any, where: str = "NIR graph") -> dict[str, tuple[int,
         raise NirError(f"{where}: graph has no Input node")
     if "Output" not in kinds:
         raise NirError(f"{where}: graph has no Output node")
-    cycles = _find_cycles(graph)
+    cycles = find_cycles(graph)
     for comp in cycles:
-        if not any(type(graph.nodes[n]).__name__ in STATEFUL_TYPES for n in comp):
+        if not any(node_kind(graph.nodes[n]).stateful for n in comp):
             raise NirError(
                 f"{where}: cycle with no stateful node through {', '.join(map(repr, comp))} "
                 "(its output at a timestep would depend on itself)"

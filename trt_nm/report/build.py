@@ -5,6 +5,11 @@ per-layer spikes and synaptic operations, energy per hardware target, ANN compar
 writes ``report.json``, ``report.md`` and PNG plots (:mod:`trt_nm.report.plots`).
 Exit thresholds are calibrated on a held-out split (``val`` by default), never on the split
 being reported (``test``).
+
+Targets are those of :mod:`trt_nm.exporters.targets` (names or aliases). Each target's
+constraint check runs on the graph; a target whose check rejects the model keeps its energy
+numbers, flagged ``"check fails: <first violation>"`` wherever they appear; a target without a
+published energy figure reads "not published" (see :mod:`trt_nm.report.targets`).
 """
 
 from __future__ import annotations
@@ -24,20 +29,26 @@ from trt_nm.early_exit import (
     accuracy_per_timestep,
     calibrate,
     evaluate_exit,
+    get_exit_rule,
     list_exit_rules,
     parse_exit_spec,
     sweep,
 )
 from trt_nm.errors import ConfigError
-from trt_nm.metrics.energy import (
-    COUNTING_RULE,
-    ann_energy,
-    count_ops,
-    estimate_energy,
-    get_energy_profile,
-    list_energy_profiles,
+from trt_nm.exporters.targets import Target, resolve_targets
+from trt_nm.metrics.energy import COUNTING_RULE, ann_energy, count_ops
+from trt_nm.nir.io import read_nir, to_nir
+from trt_nm.report.targets import (
+    ann_block,
+    ann_markdown,
+    energy_block,
+    energy_cell,
+    energy_markdown,
+    target_rows,
 )
 from trt_nm.sim.engine import SimResult, Simulator, concat_results
+from trt_nm.training.checkpoint import load_model
+from trt_nm.version import __version__
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,6 @@ def parse_exit_option(text: str) -> ExitOption:
             raise ConfigError(f"cannot parse exit spec {text!r}: budget must be >= 0 percentage points")
         kinds = tuple(list_exit_rules()) if len(parts) == 2 else (parts[2],)
         for k in kinds:
-            from trt_nm.early_exit import get_exit_rule
-
             get_exit_rule(k)
         return ExitOption(budget=budget, kinds=kinds)
     return ExitOption(rule=parse_exit_spec(text))
@@ -89,8 +98,6 @@ def load_graph(source: str | Path, *, dt: float | None = None) -> tuple[Any, dic
     Returns:
         ``(graph, info)`` with ``info = {"source", "kind": "nir"|"checkpoint", "arch", "T"}``.
     """
-    from trt_nm.nir.io import read_nir, to_nir
-
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"model file not found: {path}")
@@ -104,8 +111,6 @@ def load_graph(source: str | Path, *, dt: float | None = None) -> tuple[Any, dic
     elif not head.startswith(b"PK"):  # torch.save writes a zip archive
         raise ConfigError(f"{path}: neither a NIR file (HDF5) nor a trt_nm checkpoint")
     else:
-        from trt_nm.training.checkpoint import load_model
-
         model = load_model(path).eval()
         graph = to_nir(model, dt=1e-4 if dt is None else dt)
         kind = "checkpoint"
@@ -158,14 +163,17 @@ def simulate_dataset(
 # --------------------------------------------------------------------------- report
 
 
-def _energy_block(counts, targets: list[str]) -> dict[str, Any]:
-    return {t: estimate_energy(counts, t).to_dict() for t in targets}
-
-
-def operating_point(res: SimResult, y: torch.Tensor, steps: torch.Tensor | None, targets: list[str]) -> dict:
-    """Counts and energy of one operating point (all T when ``steps`` is None)."""
+def operating_point(
+    res: SimResult,
+    y: torch.Tensor,
+    steps: torch.Tensor | None,
+    targets: list[Target],
+    rows: dict[str, dict[str, Any]],
+) -> dict:
+    """Counts and energy (J per inference, flagged per target) of one operating point (all T
+    when ``steps`` is None); ``rows`` are :func:`~trt_nm.report.targets.target_rows`."""
     counts = count_ops(res, steps)
-    return {"ops": counts.to_dict(), "energy": _energy_block(counts, targets)}
+    return {"ops": counts.to_dict(), "energy": energy_block(counts, targets, rows)}
 
 
 def build_report(
@@ -194,25 +202,25 @@ def build_report(
         T: timesteps (default ``graph.metadata["T"]``, else 4).
         eval_split / calib_split: the reported split and the held-out calibration split.
         exits: exit options (default: ``calibrate:0.5`` over every rule kind).
-        targets: energy profile names (default: all).
+        targets: target names or aliases of :func:`trt_nm.exporters.list_targets` (default:
+            all); each is checked against the graph and costed with its energy profile.
         limit / calib_limit: use only the first N samples of each split.
     """
     t0 = time.perf_counter()
-    targets = list(targets) if targets else list_energy_profiles()
-    for t in targets:
-        get_energy_profile(t)
+    chosen = resolve_targets(targets)
     exits = list(exits) if exits else [parse_exit_option("calibrate:0.5")]
     if calib_split == eval_split and any(e.rule is None for e in exits):
         raise ConfigError("the calibration split must differ from the evaluated split")
     meta = dict(getattr(graph, "metadata", None) or {})
     if T is None:
         T = int(_plain(meta["T"])) if meta.get("T") is not None else 4
+    rows = target_rows(chosen, graph, dt)
     sim = Simulator(graph, dt=dt, device=device)
     ds = load_split(dataset, eval_split, T, data_root=data_root, limit=limit)
     res, y = simulate_dataset(sim, ds, batch_size=batch_size)
     cum = res.cum_logits.float().cpu()
     acc_t = accuracy_per_timestep(cum, y)
-    full = operating_point(res, y, None, targets)
+    full = operating_point(res, y, None, chosen, rows)
     layers = []
     totals = count_ops(res, None)
     per_t = res.spikes_per_timestep()
@@ -241,7 +249,7 @@ def build_report(
                 "source": "fixed" if cal is None else f"calibrated on {calib_split}",
                 "budget_pp": None if cal is None else cal.budget_pp,
                 "calibration": None if cal is None else cal.result.to_dict(),
-                **operating_point(res, y, r.exit_steps, targets),
+                **operating_point(res, y, r.exit_steps, chosen, rows),
             })
     curves = {}
     for kind in list_exit_rules():
@@ -252,9 +260,7 @@ def build_report(
             idx = sorted({round(i * (len(pts) - 1) / (curve_points - 1)) for i in range(curve_points)})
             pts = [pts[i] for i in idx]
         curves[kind] = [{"threshold": p.rule.threshold, "accuracy": p.accuracy, "mean_timesteps": p.mean_timesteps} for p in pts]
-    ann = {t: ann_energy(totals, t) for t in targets if get_energy_profile(t).e_mac > 0}
-    from trt_nm.version import __version__
-
+    ann = ann_block(totals, chosen)
     return {
         "format": "trt_nm-report",
         "version": 1,
@@ -272,21 +278,16 @@ def build_report(
         "layers": layers,
         "early_exit": exit_rows,
         "exit_curves": curves,
-        "energy_profiles": {t: get_energy_profile(t).to_dict() for t in targets},
+        "targets": rows,
+        "energy_profiles": {t.name: t.energy_profile.to_dict() for t in chosen if t.energy_profile},
         "ann_equivalent": {"macs": totals.ann_macs, "energy_j": ann,
+                           "cmos45nm_j": ann_energy(totals, "cmos45nm"),
                            "note": "same architecture, non-spiking: every weighted layer once, dense, per inference"},
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def _fmt_j(j: float) -> str:
-    for unit, f in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(j) >= f:
-            return f"{j / f:.3g} {unit}"
-    return f"{j:.3g} J"
 
 
 def _fmt_n(n: float) -> str:
@@ -333,19 +334,8 @@ def report_markdown(rep: dict[str, Any], plots: list[str]) -> str:
           f"dense {_fmt_n(o['dense'])}, neuron updates {_fmt_n(o['neuron_updates'])}, spikes {_fmt_n(o['spikes'])}, "
           f"activation sparsity {o['activation_sparsity']:.4f}, connection sparsity {o['connection_sparsity']:.4f}, "
           f"footprint {o['footprint_bytes'] / 1024:.1f} KiB.", ""]
-    L += ["## Energy per inference", "", "| target | full T | " + " | ".join(f"`{e['rule']}`" for e in rep["early_exit"]) + " | source |",
-          "|---|---|" + "---|" * len(rep["early_exit"]) + "---|"]
-    for t, prof in rep["energy_profiles"].items():
-        cells = [_fmt_j(rep["full_T"]["energy"][t]["total_j"])] + [_fmt_j(e["energy"][t]["total_j"]) for e in rep["early_exit"]]
-        note = f" ({prof['note']})" if prof["note"] else ""
-        L.append(f"| {t} | " + " | ".join(cells) + f" | {prof['source']}, {prof['year']}{note} |")
-    ann = rep["ann_equivalent"]
-    L += ["", "## ANN comparison", "",
-          f"The non-spiking ANN with the same layers needs {_fmt_n(ann['macs'])} MACs per inference.", "",
-          "| target | ANN energy | SNN full T | SNN / ANN |", "|---|---|---|---|"]
-    for t, ej in ann["energy_j"].items():
-        s = rep["full_T"]["energy"][t]["total_j"]
-        L.append(f"| {t} | {_fmt_j(ej)} | {_fmt_j(s)} | {s / ej:.3f} |" if ej > 0 else f"| {t} | - | {_fmt_j(s)} | - |")
+    L += energy_markdown(rep)
+    L += [""] + ann_markdown(rep, _fmt_n)
     if plots:
         L += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     L += ["", f"Generated by trt_nm {rep['trt_nm_version']} in {rep['seconds']:.1f} s on {rep['machine']['platform']}.", ""]
@@ -395,4 +385,5 @@ __all__ = [
     "report_markdown",
     "check_out_dir",
     "operating_point",
+    "energy_cell",
 ]

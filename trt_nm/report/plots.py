@@ -22,7 +22,10 @@ def write_plots(rep: dict[str, Any], out: Path) -> dict[str, Path]:
     * ``exit_tradeoff.png``: accuracy vs mean timesteps for each exit rule (test split), the
       calibrated operating points marked.
     * ``spikes_per_layer.png``: spikes per sample per layer, stacked by timestep.
-    * ``energy_per_target.png``: energy per inference per target (log scale), full T vs exit.
+    * ``energy_per_target.png``: energy per inference per target (log scale), full T vs exit;
+      bars of a target whose constraint check rejects the model are hatched and its tick reads
+      "check fails", provisional energies are starred, targets without a published energy
+      figure are named in a footnote ("energy not published").
     """
     plt = _plt()
     out = Path(out)
@@ -75,25 +78,42 @@ def write_plots(rep: dict[str, Any], out: Path) -> dict[str, Path]:
     ax.grid(alpha=0.3, axis="y")
     paths["spikes_per_layer"] = _save(fig, out / "spikes_per_layer.png", plt)
 
+    rows = rep.get("targets", {})
     targets = list(rep["energy_profiles"])
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     series = [("full T", rep["full_T"]["energy"])] + [(e["rule"], e["energy"]) for e in rep["early_exit"]]
     width = 0.8 / len(series)
+    failing = {t for t in targets if str(rows.get(t, {}).get("check", "")).startswith("check fails")}
     for i, (label, en) in enumerate(series):
         vals = [max(en[t]["total_j"], 1e-15) for t in targets]
-        ax.bar([k + i * width for k in range(len(targets))], vals, width, label=label)
-    ann = rep["ann_equivalent"]["energy_j"].get("cmos45nm")
+        bars = ax.bar([k + i * width for k in range(len(targets))], vals, width, label=label)
+        for bar, t in zip(bars, targets):
+            if t in failing:  # flagged, not hidden: the model does not fit this target
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
+    ann = rep["ann_equivalent"].get("cmos45nm_j") or rep["ann_equivalent"]["energy_j"].get("cmos45nm")
     if ann:
         ax.axhline(ann, color="k", ls="--", lw=1, label="ANN on 45 nm CMOS")
     ax.set_yscale("log")
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(targets))])
-    ax.set_xticklabels(targets, rotation=20)
+    ax.set_xticklabels([_tick(t, rows.get(t, {})) for t in targets], rotation=20, fontsize=7)
     ax.set_ylabel("energy per inference (J)")
-    ax.set_title("Energy per target")
+    ax.set_title("Energy per target (hatched: check fails; *: provisional)")
+    missing = [t for t in rows if t not in rep["energy_profiles"]]
+    if missing:
+        ax.set_xlabel(f"energy not published: {', '.join(missing)}", fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     paths["energy_per_target"] = _save(fig, out / "energy_per_target.png", plt)
     return paths
+
+
+def _tick(target: str, row: dict[str, Any]) -> str:
+    """Tick label of the energy plot: name, ``*`` if provisional, "check fails" if rejected."""
+    label = target + ("*" if row.get("energy") == "provisional" else "")
+    if str(row.get("check", "")).startswith("check fails"):
+        label += "\n(check fails)"
+    return label
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
