@@ -5,10 +5,12 @@ For every architecture (realistic random BatchNorm statistics), binary and stati
 each backend, the model runs with forward hooks on its neurons (eval mode, no autograd) and
 its NIR export runs through ``trt_nm.sim.engine.Simulator`` with a small batch-piece budget (so
 chunking is exercised); the script prints the largest logit difference and how many of all
-spikes differ.
+spikes differ. With ``--reference`` it also runs the reference interpreter
+(``trt_nm.sim.reference.simulate_reference``, one timestep at a time) and prints how far the
+engine is from it (logits, spikes, synaptic operations; 0 expected).
 
     python bench/sim_exactness.py [--arch mlp,cnn-small,...] [--backends torch,snntorch,norse]
-                                  [--T 6] [--batch 24] [--threads 1,2]
+                                  [--T 6] [--batch 24] [--threads 1,2] [--reference]
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ def _csv(kind):
     return lambda text: [kind(v) for v in text.split(",") if v]
 
 
-def check(arch: str, backend: str, coding: str, T: int, B: int, seed: int) -> tuple[float, int, int, float]:
-    """``(max |dlogit|, differing spikes, total spikes, simulator seconds)``."""
+def check(arch: str, backend: str, coding: str, T: int, B: int, seed: int,
+          reference: bool = False) -> tuple[float, int, int, float, str]:
+    """``(max |dlogit|, differing spikes, total spikes, simulator seconds, engine vs reference)``;
+    the last is ``"-"`` unless ``reference``, else ``"dlogit/differing spikes/differing synops"``."""
     from trt_nm.models import build_model, randomize_batchnorm
     from trt_nm.nir.io import to_nir
     from trt_nm.sim.engine import Simulator
+    from trt_nm.sim.reference import simulate_reference
 
     torch.manual_seed(seed)
     size = SIZES[arch]
@@ -47,13 +52,21 @@ def check(arch: str, backend: str, coding: str, T: int, B: int, seed: int) -> tu
         ref = model(x)
     for h in hooks:
         h.remove()
-    sim = Simulator(to_nir(model), state_bytes=2**18)
+    graph = to_nir(model)
+    sim = Simulator(graph, state_bytes=2**18)
     t0 = time.perf_counter()
     res = sim(x, record=True)
     secs = time.perf_counter() - t0
     flips = sum(int((res.spike_trains[k] != s).sum()) for k, s in spikes.items())
     total = sum(int(s.sum()) for s in spikes.values())
-    return (res.logits - ref).abs().max().item(), flips, total, secs
+    vs_ref = "-"
+    if reference:
+        want = simulate_reference(graph, x, record=True)
+        d = (res.logits - want.logits).abs().max().item()
+        f = sum(int((res.spike_trains[k] != v).sum()) for k, v in want.spike_trains.items())
+        o = sum(int((res.synops[k] != v).sum()) for k, v in want.synops.items())
+        vs_ref = f"{d:.1e}/{f}/{o}"
+    return (res.logits - ref).abs().max().item(), flips, total, secs, vs_ref
 
 
 def main() -> None:
@@ -63,20 +76,24 @@ def main() -> None:
     p.add_argument("--T", type=int, default=6)
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--threads", type=_csv(int), default=[1, 2])
+    p.add_argument("--reference", action="store_true",
+                   help="also compare the engine with the reference interpreter (slow)")
     args = p.parse_args()
     grand = [0, 0]
-    print("| threads | backend | arch | input | max dlogit | differing spikes | spikes | sim s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| threads | backend | arch | input | max dlogit | differing spikes | spikes | sim s "
+          "| vs reference: dlogit/spikes/synops |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for backend in args.backends:
             for arch in args.arch:
                 for seed, coding in enumerate(("binary", "static")):
-                    d, flips, total, secs = check(arch, backend, coding, args.T, args.batch, seed)
+                    d, flips, total, secs, vs_ref = check(arch, backend, coding, args.T, args.batch, seed,
+                                                          args.reference)
                     grand[0] += flips
                     grand[1] += total
-                    print(f"| {threads} | {backend} | {arch} | {coding} | {d:.1e} | {flips} | {total} | {secs:.1f} |",
-                          flush=True)
+                    print(f"| {threads} | {backend} | {arch} | {coding} | {d:.1e} | {flips} | {total} | {secs:.1f} "
+                          f"| {vs_ref} |", flush=True)
     print(f"differing spikes: {grand[0]} of {grand[1]}")
 
 

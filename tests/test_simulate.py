@@ -12,7 +12,7 @@ from conftest import randomise_bn
 import trt_nm
 from trt_nm.models import build_model, list_models
 from trt_nm.nir.io import from_nir, to_nir
-from trt_nm.sim.engine import SimulationError, Simulator, concat_results, simulate
+from trt_nm.sim import SimulationError, Simulator, concat_results, simulate
 
 SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
 
@@ -272,7 +272,7 @@ def test_chunked_execution_is_bit_identical(coding):
         assert sum(whole.spike_totals().values()) > 0
         sim.chunk_bytes = 1  # automatic plan: 1 step per chunk, widened to >= 16 rows
         assert sim.plan_chunks(x) == (1, 8)
-        from trt_nm.sim.engine import _time_chunks
+        from trt_nm.sim.planner import _time_chunks
 
         assert _time_chunks(T, 1, 8) == chunks
         _assert_same_result(sim(x, record=True), whole)
@@ -280,7 +280,7 @@ def test_chunked_execution_is_bit_identical(coding):
 
 
 def test_time_chunks_keep_16_rows():
-    from trt_nm.sim.engine import _time_chunks
+    from trt_nm.sim.planner import _time_chunks
 
     assert _time_chunks(20, 1, 64) == [(t, t + 1) for t in range(20)]
     assert _time_chunks(7, 1, 8) == [(0, 2), (2, 4), (4, 7)]

@@ -18,7 +18,9 @@ from trt_nm.models import build_model, list_models
 from trt_nm.neuron.lif import lif_step
 from trt_nm.nir.io import to_nir
 from trt_nm.sim.allocator import apply_from_env, retain_freed_memory
-from trt_nm.sim.engine import Simulator, _batch_pieces, _Pool, _time_chunks
+from trt_nm.sim.engine import Simulator
+from trt_nm.sim.layers import _Pool
+from trt_nm.sim.planner import _batch_pieces, _time_chunks
 
 SIZES = {"mlp": (12, 12), "cnn-small": (12, 12), "vggsnn": (16, 16), "resnet19": (8, 8), "sew-resnet34": (32, 32)}
 
@@ -202,7 +204,7 @@ def test_allocator_policy(monkeypatch):
 
 
 def test_static_input_detection_is_bitwise():
-    from trt_nm.sim.engine import _frames_identical
+    from trt_nm.sim.frames import _frames_identical
 
     frame = torch.rand(5, 3)
     assert _frames_identical(frame.expand(4, 5, 3).contiguous())

@@ -30,7 +30,7 @@ import torch
 from trt_nm.errors import ConfigError
 from trt_nm.nir.nodes import kinds_where
 from trt_nm.registry import Registry
-from trt_nm.sim.engine import SimResult
+from trt_nm.sim.result import SimResult
 
 COUNTING_RULE = (
     "Effective ACs = spikes x fan-out (nonzero synapses reached, following pooling/reshape) for "

@@ -46,7 +46,8 @@ from trt_nm.report.targets import (
     energy_markdown,
     target_rows,
 )
-from trt_nm.sim.engine import SimResult, Simulator, concat_results
+from trt_nm.sim.engine import Simulator
+from trt_nm.sim.result import SimResult, concat_results
 from trt_nm.training.checkpoint import load_model
 from trt_nm.version import __version__
 

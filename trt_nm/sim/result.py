@@ -1,0 +1,133 @@
+"""What a simulation returns: :class:`SimResult` (per-timestep logits, spike and operation
+counts), :class:`LayerStats` (static facts per node), :func:`concat_results`, and the error a
+graph the simulator cannot run raises (:data:`SimulationError`, the same class as
+:class:`trt_nm.errors.NirError`: one error family for graph problems)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from trt_nm.errors import ConfigError, NirError
+
+#: a NIR graph the simulator cannot run (unsupported node, missing dt, cycle): the same class
+#: as :class:`trt_nm.errors.NirError`, kept under this name for ``except`` clauses and tests
+SimulationError = NirError
+
+
+@dataclass
+class LayerStats:
+    """Static facts about one node, gathered while simulating.
+
+    Attributes:
+        name: node name in the graph.
+        kind: NIR node type name (``"Conv2d"``, ``"LIF"``, ...).
+        neurons: elements of one sample's output (the layer's neurons), batch-free.
+        weights: number of weights (weighted nodes), else 0.
+        nonzero_weights: number of nonzero weights (connection sparsity = 1 - nonzero/weights).
+        dense_macs: MACs per sample per timestep of the equivalent dense (ANN) layer:
+            output elements x fan-in, counting every weight.
+        op_kind: "AC" when the node's input is binary events, "MAC" when dense, "" otherwise.
+    """
+
+    name: str
+    kind: str
+    neurons: int = 0
+    weights: int = 0
+    nonzero_weights: int = 0
+    dense_macs: int = 0
+    op_kind: str = ""
+
+
+@dataclass
+class SimResult:
+    """What :func:`trt_nm.sim.simulate` returns. All counts are per sample per timestep.
+
+    Attributes:
+        logits: the Output node's value per timestep ``[T, B, C]``.
+        cum_logits: mean of the first t outputs ``[T, B, C]`` (the prediction after t steps).
+        spikes: spiking node name -> spikes emitted ``[T, B]`` (float64 counts).
+        synops: weighted node name -> synaptic operations ``[T, B]`` (ACs or MACs, see
+            ``layers[name].op_kind``), float64.
+        layers: node name -> :class:`LayerStats`, in execution order.
+        spike_trains: spiking node name -> spikes ``[T, B, *shape]`` (only with ``record=True``).
+        dt: the time step used (seconds).
+        reset: the reset rule used for LIF/IF nodes ("zero" or "subtract").
+    """
+
+    logits: torch.Tensor
+    cum_logits: torch.Tensor
+    spikes: dict[str, torch.Tensor]
+    synops: dict[str, torch.Tensor]
+    layers: dict[str, LayerStats]
+    spike_trains: dict[str, torch.Tensor] = field(default_factory=dict)
+    dt: float = 1.0
+    reset: str = "zero"
+
+    @property
+    def T(self) -> int:
+        return int(self.logits.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.logits.shape[1])
+
+    def step_mask(self, exit_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, B]`` float64 mask of the timesteps each sample ran: ``t < exit_steps[b]``.
+
+        Args:
+            exit_steps: 1-based exit step per sample ``[B]``; None means all T steps.
+        """
+        T, B = self.T, self.batch_size
+        if exit_steps is None:
+            return torch.ones(T, B, dtype=torch.float64)
+        steps = torch.arange(1, T + 1).unsqueeze(1)
+        return (steps <= exit_steps.cpu().view(1, B)).double()
+
+    def spike_totals(self, exit_steps: torch.Tensor | None = None) -> dict[str, float]:
+        """Spikes per layer summed over samples and the timesteps each sample ran."""
+        m = self.step_mask(exit_steps)
+        return {k: float((v.cpu() * m).sum()) for k, v in self.spikes.items()}
+
+    def synop_totals(self, exit_steps: torch.Tensor | None = None) -> dict[str, float]:
+        """Synaptic operations per weighted layer summed like :meth:`spike_totals`."""
+        m = self.step_mask(exit_steps)
+        return {k: float((v.cpu() * m).sum()) for k, v in self.synops.items()}
+
+    def spikes_per_timestep(self) -> dict[str, list[float]]:
+        """Spikes per layer per timestep, summed over the batch (no early exit)."""
+        return {k: v.sum(1).tolist() for k, v in self.spikes.items()}
+
+
+def concat_results(results: list[SimResult]) -> SimResult:
+    """Join results of consecutive batches along the batch dimension (same graph, same T).
+
+    Args:
+        results: results of batches ``[T, B_i, ...]`` in order.
+
+    Returns:
+        one :class:`SimResult` over ``[T, sum(B_i), ...]`` (``layers``, ``dt``, ``reset`` of the first).
+    """
+    if not results:
+        raise ConfigError("no simulation results to join")
+    first = results[0]
+    if any(r.T != first.T for r in results):
+        raise ConfigError("cannot join simulation results with different T")
+
+    def cat(key: str) -> dict[str, torch.Tensor]:
+        return {k: torch.cat([getattr(r, key)[k] for r in results], 1) for k in getattr(first, key)}
+
+    return SimResult(
+        logits=torch.cat([r.logits for r in results], 1),
+        cum_logits=torch.cat([r.cum_logits for r in results], 1),
+        spikes=cat("spikes"),
+        synops=cat("synops"),
+        layers=first.layers,
+        spike_trains=cat("spike_trains"),
+        dt=first.dt,
+        reset=first.reset,
+    )
+
+
+__all__ = ["SimResult", "LayerStats", "concat_results", "SimulationError"]
