@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import trt_nm.losses as losses_mod
+import trt_nm.losses.regularizer as reg_mod
 from trt_nm.errors import ConfigError
 from trt_nm.losses import Loss, ce_loss, sdt_loss, tet_loss, trt_loss
 
@@ -141,9 +142,9 @@ def odd_params(dtype, seed=0, scale=0.7):
 def reg_path(request, monkeypatch):
     """Run the CPU block path with tiny blocks (many block boundaries) or the _foreach path."""
     if request.param == "blocks":
-        monkeypatch.setattr(losses_mod, "_CPU_BLOCK", 256)
+        monkeypatch.setattr(reg_mod, "_CPU_BLOCK", 256)
     else:
-        monkeypatch.setattr(losses_mod, "_use_foreach", lambda device: True)
+        monkeypatch.setattr(reg_mod, "_use_foreach", lambda device: True)
     return request.param
 
 
@@ -203,3 +204,52 @@ def test_regularizer_mixed_precision_frozen_params_and_no_grad(reg_path):
         v = losses_mod.trt_regularizer(ps, 4, lamb=1e-2)
     assert not v.requires_grad
     torch.testing.assert_close(v, literal_regularizer(ps, 4, 1e-2, 0.5, 1e-5).detach(), rtol=2e-6, atol=0.0)
+
+
+# --- the per-element maths written once (factor, its derivative, the gradient) against the
+# --- double-backward oracle: the value by plain autograd ops, differentiated by autograd
+
+
+def oracle_regularizer(params, co):
+    """``k sum_w w^2 F(|w|)`` with plain differentiable ops, one term of F at a time."""
+    total = torch.zeros((), dtype=torch.float64)
+    for w in params:
+        aw = w.abs()
+        f = torch.full_like(w, float(co.n0))
+        for m, b, s in co.terms:
+            f = f + s / (aw * m + b)
+        total = total + (w * w * f).sum()
+    return total * co.k
+
+
+@pytest.mark.parametrize("T,decay", [(1, 0.5), (4, 0.5), (10, 1.0), (5, 1e-12), (3, 0.0)])
+def test_factor_and_derivative_against_autograd_oracle(T, decay):
+    co = reg_mod.RegularizerTerms.build(T, 0.1, decay, 1e-5)
+    a = (torch.rand(1000, dtype=torch.float64) * 3).requires_grad_()
+    want = sum(1.0 / (1.0 + math.expm1(decay * t) * (a + 1e-5)) for t in range(T))
+    torch.testing.assert_close(reg_mod.factor(a.detach(), co), want.detach(), rtol=1e-13, atol=0.0)
+    (dwant,) = torch.autograd.grad(want.sum(), a)
+    torch.testing.assert_close(reg_mod.factor_derivative(a.detach(), co), dwant, rtol=1e-12, atol=1e-300)
+    # the TensorList layout gives the same numbers
+    parts = reg_mod.TensorList([a.detach()[:300], a.detach()[300:]])
+    torch.testing.assert_close(torch.cat(reg_mod.factor(parts, co).tensors), reg_mod.factor(a.detach(), co),
+                               rtol=0.0, atol=0.0)
+
+
+def test_element_gradient_against_autograd_oracle():
+    co = reg_mod.RegularizerTerms.build(6, 0.3, 0.25, 1e-5)
+    ps = odd_params(torch.float64, seed=3)
+    g_want = torch.autograd.grad(oracle_regularizer([ps[1]], co), ps[1])[0]
+    w = ps[1].detach()
+    a = w.abs()
+    got = reg_mod.element_gradient(w, a, reg_mod.factor(a, co), reg_mod.factor_derivative(a, co), co)
+    torch.testing.assert_close(got, g_want, rtol=1e-12, atol=1e-300)
+    total = reg_mod.trt_regularizer(ps, 6, lamb=0.3, decay=0.25)
+    torch.testing.assert_close(total, oracle_regularizer(ps, co).detach(), rtol=1e-12, atol=0.0)
+
+
+def test_loss_registry_lists_and_rejects_names():
+    assert {"trt", "tet", "sdt", "ce"} <= set(losses_mod.list_losses())
+    assert losses_mod.get_loss("trt").fn is trt_loss
+    with pytest.raises(ConfigError, match="valid losses: ce, sdt, tet, trt"):
+        losses_mod.get_loss("focal")

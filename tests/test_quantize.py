@@ -9,15 +9,15 @@ from test_targets import conv_graph, mlp_graph
 
 from trt_nm.errors import ConfigError
 from trt_nm.models import build_model
+from trt_nm.models.bn_fold import weight_bn_pairs
 from trt_nm.quantize import (
-    QATCallback,
     add_qat,
     fake_quantize_folded,
     quantize_graph,
     quantize_model,
     remove_qat,
-    weight_bn_pairs,
 )
+from trt_nm.training.qat import QATCallback
 
 
 def test_graph_weights_on_grid_and_thresholds_coscaled():

@@ -48,6 +48,8 @@ class NeuronConfig:
     surrogate_scale: float | None = None
 
     def __post_init__(self) -> None:
+        # imported here, not at the top: trt_nm.neuron's package __init__ imports trt_nm.neuron.lif,
+        # which imports this module (a cycle through the package, not between the two modules)
         from trt_nm.neuron.surrogate import get_surrogate
 
         beta = _finite("beta", self.beta)
@@ -80,13 +82,14 @@ class NeuronConfig:
     @property
     def scale(self) -> float:
         """Resolved surrogate scale."""
-        from trt_nm.neuron.surrogate import get_surrogate
+        from trt_nm.neuron.surrogate import get_surrogate  # see __post_init__
 
         if self.surrogate_scale is not None:
             return float(self.surrogate_scale)
         return get_surrogate(self.surrogate).default_scale
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what ``SpikingModel.spec`` and checkpoints store)."""
         return asdict(self)
 
 
@@ -194,14 +197,17 @@ class TrainConfig:
             raise ConfigError(f"fisher epochs must be >= 1, got {self.fisher_epochs}")
 
     def neuron_config(self) -> NeuronConfig:
+        """The :class:`NeuronConfig` this run's tau/threshold/reset/surrogate describe."""
         return NeuronConfig.from_tau(
             self.tau, threshold=self.threshold, reset=self.reset, surrogate=self.surrogate
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (stored in checkpoints)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from trt_nm.errors import ConfigError
+from trt_nm.metrics.accuracy import hits_per_timestep
 from trt_nm.registry import Registry
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -172,6 +173,7 @@ class ExitResult:
         return self.full_accuracy - self.accuracy
 
     def to_dict(self) -> dict:
+        """Plain data for reports (exit steps per sample left out)."""
         return {
             "rule": self.rule.spec,
             "kind": self.rule.kind,
@@ -203,8 +205,7 @@ def accuracy_at(cum: torch.Tensor, targets: torch.Tensor, exit_steps: torch.Tens
 def accuracy_per_timestep(cum: torch.Tensor, targets: torch.Tensor) -> list[float]:
     """Accuracy in % of the cumulative prediction after t = 1..T steps (length T)."""
     _check(cum, targets)
-    pred = cum.argmax(-1)
-    return ((pred == targets.to(cum.device).view(1, -1)).double().mean(1) * 100.0).tolist()
+    return (hits_per_timestep(cum, targets).double().mean(1) * 100.0).tolist()
 
 
 def evaluate_exit(rule: ExitRule, cum: torch.Tensor, targets: torch.Tensor) -> ExitResult:
@@ -267,7 +268,7 @@ def sweep(kind: str, cum: torch.Tensor, targets: torch.Tensor, thresholds: list[
     ths = candidate_thresholds(kind, cum) if thresholds is None else [float(t) for t in thresholds]
     T, B = scores.shape
     steps = _sweep_steps(kind, scores, ths)  # [K, B]
-    correct = (cum.argmax(-1) == targets.view(1, -1)).double()  # [T, B]
+    correct = hits_per_timestep(cum, targets).double()  # [T, B]
     acc = correct.gather(0, steps - 1).mean(1) * 100.0  # [K]
     full = float(correct[-1].mean() * 100.0)
     hist = torch.nn.functional.one_hot(steps - 1, T).sum(1)  # [K, T]
@@ -296,6 +297,7 @@ class Calibration:
     split: str = "val"
 
     def to_dict(self) -> dict:
+        """Plain data for reports."""
         return {"rule": self.rule.spec, "budget_pp": self.budget_pp, "split": self.split,
                 "calibration": self.result.to_dict()}
 

@@ -17,7 +17,8 @@ unchanged -- what the simulator compares with the float graph); ``mode="integer"
 ``W_int``, ``bias_int`` and ``threshold_int`` (what a chip toolchain loads). Both produce the
 same spikes up to float rounding.
 
-Quantization-aware training: :class:`QATCallback` (``TrainConfig.qat_target``) registers a
+Quantization-aware training: :func:`add_qat` (used by
+:class:`trt_nm.training.qat.QATCallback`, ``TrainConfig.qat_target``) registers a
 ``torch.nn.utils.parametrize`` fake-quantizer on every Conv/Linear weight. For a layer followed
 by BatchNorm it quantizes the FOLDED weight ``W * gamma/sqrt(running_var + eps)`` and divides
 the scale back out, so after training the folded weights land exactly on the integer grid and
@@ -39,10 +40,13 @@ from torch.nn.utils import parametrize
 
 from trt_nm.errors import ConfigError
 from trt_nm.models.bn_fold import weight_bn_pairs
-from trt_nm.training.trainer import Callback
+from trt_nm.nir.nodes import kinds_where
 
-_WEIGHTED = ("Affine", "Linear", "Conv1d", "Conv2d")
-_NEURONS = ("LIF", "IF", "CubaLIF")
+#: node kinds whose weights are quantized, the neurons whose thresholds are co-scaled with
+#: them, and the stateless nodes between the two (all from the node table)
+_WEIGHTED = kinds_where(quantize="weights")
+_NEURONS = kinds_where(quantize="threshold")
+_RELAYS = kinds_where(relay=True)
 
 
 def qmax(bits: int) -> int:
@@ -88,6 +92,7 @@ class QuantResult:
     layers: list[LayerQuant] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """One report line per quantized layer."""
         out = []
         for q in self.layers:
             thr = "" if q.threshold_int is None else f", threshold -> {q.threshold_int:g} ({q.neuron})"
@@ -95,7 +100,7 @@ class QuantResult:
         return out
 
 
-def _feeds(graph) -> dict[str, str | None]:
+def _feeds(graph: Any) -> dict[str, str | None]:
     """weighted node -> the neuron node it feeds through stateless nodes (None: readout)."""
     succ: dict[str, list[str]] = {}
     for a, b in graph.edges:
@@ -112,19 +117,19 @@ def _feeds(graph) -> dict[str, str | None]:
             if t in _NEURONS:
                 target = s
                 break
-            if t in ("Flatten", "Scale", "AvgPool2d", "SumPool2d"):
+            if t in _RELAYS:
                 stack.extend(succ.get(s, []))
         out[name] = target
     return out
 
 
 def quantize_graph(
-    graph,
+    graph: Any,
     weight_bits: int,
     *,
     threshold_bits: int | None = None,
     mode: str = "fake",
-):
+) -> QuantResult:
     """Post-training quantization of a NIR graph (BatchNorm already folded, as ``to_nir`` does).
 
     Args:
@@ -298,29 +303,14 @@ def remove_qat(model: nn.Module, bake: bool = True) -> None:
             parametrize.remove_parametrizations(mod, "weight", leave_parametrized=bake)
 
 
-class QATCallback(Callback):
-    """Trainer callback: quantization-aware training for a hardware target's weight width.
-
-    ``QATCallback("loihi2")`` looks the target up in ``trt_nm.exporters`` (unknown names raise
-    with the valid list; targets with float weights raise ConfigError) and, in
-    ``on_train_start``, registers straight-through fake quantization on the model's weights.
-    Test accuracy logged by the trainer is then the quantized model's; each log row gets
-    ``qat_bits``.
-    """
-
-    def __init__(self, target_name: str, bits: int | None = None) -> None:
-        from trt_nm.exporters import get_exporter
-
-        profile = get_exporter(target_name).profile
-        self.target = target_name
-        self.bits = int(bits if bits is not None else (profile.weight_bits or 0))
-        if not self.bits:
-            raise ConfigError(f"target {target_name!r} has floating-point weights; QAT does not apply")
-        qmax(self.bits)
-
-    def on_train_start(self, trainer) -> None:
-        n = add_qat(trainer.model, self.bits)
-        trainer.log(f"QAT: {n} layers fake-quantized to {self.bits}-bit weights for target {self.target}")
-
-    def on_epoch_end(self, trainer, epoch: int, row: dict[str, Any]) -> None:
-        row["qat_bits"] = self.bits
+__all__ = [
+    "LayerQuant",
+    "QuantResult",
+    "add_qat",
+    "fake_quantize_folded",
+    "qmax",
+    "quantize_graph",
+    "quantize_model",
+    "remove_qat",
+    "scale_for",
+]

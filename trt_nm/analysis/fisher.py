@@ -11,7 +11,7 @@ with the model in eval mode (BatchNorm uses its running statistics). The informa
 centroid ``IC = sum_t t * I_t / sum_t I_t`` lies in ``[1, T]``; a small IC means the
 information is concentrated in the early timesteps, which is what the paper reports for TRT.
 
-:class:`FisherRecorder` is the :class:`trt_nm.training.trainer.Callback` that records ``I_t`` after
+:class:`FisherRecorder` is the :class:`trt_nm.training.callbacks.Callback` that records ``I_t`` after
 chosen epochs of a training run and writes ``fisher.json`` and ``fisher.png`` into the run
 directory.
 """
@@ -23,18 +23,17 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trt_nm.atomic import atomic_write_bytes
 from trt_nm.errors import ConfigError, TrtNmError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from trt_nm.training.trainer import Trainer
-
-from trt_nm.training.trainer import Callback
+from trt_nm.metrics.accuracy import cumulative_mean
+from trt_nm.report.plots import save_figure
+from trt_nm.training.callbacks import Callback, TrainerView
 
 #: number of training batches the paper's analysis averages over
 DEFAULT_BATCHES = 100
@@ -60,6 +59,7 @@ class FisherResult:
 
     @property
     def T(self) -> int:
+        """Number of timesteps."""
         return len(self.trace)
 
     def normalized(self) -> list[float]:
@@ -68,6 +68,7 @@ class FisherResult:
         return [v / total for v in self.trace] if total > 0 else [0.0] * self.T
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``fisher.json`` (``normalized`` added)."""
         d = asdict(self)
         d["trace"] = list(self.trace)
         d["normalized"] = self.normalized()
@@ -138,8 +139,7 @@ def fisher_trace_per_timestep(
             if out.dtype in (torch.float16, torch.bfloat16):
                 out = out.float()
             T = out.shape[0]
-            steps = torch.arange(1, T + 1, device=out.device, dtype=out.dtype).view(T, 1, 1)
-            running = out.cumsum(0) / steps  # mean of the first t outputs
+            running = cumulative_mean(out)  # mean of the first t outputs
             per_t = torch.zeros(T, dtype=torch.float64)
             for t in range(T):
                 nll = F.cross_entropy(running[t], y)
@@ -154,7 +154,7 @@ def fisher_trace_per_timestep(
     return FisherResult(trace, information_centroid(trace), n_batches, n_samples)
 
 
-def fisher_loader(dataset, batch_size: int, seed: int = 0) -> torch.utils.data.DataLoader:
+def fisher_loader(dataset: torch.utils.data.Dataset, batch_size: int, seed: int = 0) -> torch.utils.data.DataLoader:
     """Shuffled loader over ``dataset`` drawn from its own seeded generator (reproducible)."""
     g = torch.Generator()
     g.manual_seed(seed)
@@ -164,8 +164,6 @@ def fisher_loader(dataset, batch_size: int, seed: int = 0) -> torch.utils.data.D
 # ---------------------------------------------------------------------- files
 def write_fisher_json(path: str | Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
     """Write ``{"meta": ..., "records": [{"epoch": e, "trace": [...], "centroid": c, ...}]}``."""
-    from trt_nm.atomic import atomic_write_bytes
-
     text = json.dumps({"meta": meta, "records": records}, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
@@ -218,8 +216,6 @@ def plot_fisher(path: str | Path, records: list[dict[str, Any]], title: str = ""
         ax2.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    from trt_nm.report.plots import save_figure
-
     return save_figure(fig, path)
 
 
@@ -243,7 +239,7 @@ class FisherRecorder(Callback):
         self.batches = batches
         self.records: list[dict[str, Any]] = []
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainerView) -> None:
         path = Path(trainer.out_dir) / "fisher.json"
         self.records = []
         if trainer.start_epoch > 0 and path.is_file():  # resumed: keep what was recorded
@@ -253,7 +249,7 @@ class FisherRecorder(Callback):
                 old = []
             self.records = [r for r in old if r.get("epoch") is not None and r["epoch"] <= trainer.start_epoch]
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, row: dict[str, Any]) -> None:
         if epoch not in self.epochs:
             return
         dist = getattr(trainer, "dist", None)

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from trt_nm.atomic import atomic_write_bytes
 from trt_nm.errors import ConfigError
+from trt_nm.report.plots import save_figure
 
 #: ``loss_terms()`` yields scalar tensors whose SUM is the loss (one per batch keeps memory low)
 LossTerms = Callable[[], Iterable[torch.Tensor]]
@@ -336,8 +339,6 @@ def plot_sharpness(path: str | Path, result: SharpnessResult, title: str = "") -
     ax1.set_ylabel(f"{result.loss_name} loss")
     ax1.set_title(f"1-D slice; top Hessian eigenvalue {result.eigenvalue.value:.4g}")
     if has2:
-        import numpy as np
-
         z = np.asarray(result.surface_2d)
         cs = axes[1].contour(result.grid_axis, result.grid_axis, z, levels=15)
         axes[1].clabel(cs, fontsize=6)
@@ -346,15 +347,11 @@ def plot_sharpness(path: str | Path, result: SharpnessResult, title: str = "") -
         axes[1].set_title("2-D loss surface")
     if title:
         fig.suptitle(title)
-    from trt_nm.report.plots import save_figure
-
     return save_figure(fig, path)
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Atomic JSON write."""
-    from trt_nm.atomic import atomic_write_bytes
-
     text = json.dumps(payload, indent=2)
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 

@@ -16,7 +16,24 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils.data import Dataset, Subset
+
+from trt_nm.analysis.fisher import (
+    fisher_loader,
+    fisher_trace_per_timestep,
+    plot_fisher,
+    read_fisher_json,
+    write_fisher_json,
+)
+from trt_nm.analysis.sharpness import analyze_sharpness, plot_sharpness, write_json
 from trt_nm.cli.common import finite_float, nonneg_int, positive_int
+from trt_nm.datasets import dataset_info, get_dataset
+from trt_nm.errors import ConfigError, unknown_name
+from trt_nm.losses import Loss, list_losses
+from trt_nm.models import SpikingModel
+from trt_nm.training.checkpoint import load_checkpoint, load_model
+from trt_nm.training.trainer import resolve_device
 
 
 def _checkpoint_path(text: str) -> Path:
@@ -27,17 +44,12 @@ def _checkpoint_path(text: str) -> Path:
 def _out_dir(args: argparse.Namespace, ckpt: Path) -> Path:
     out = Path(args.out) if args.out else ckpt.parent / "analysis"
     if out.exists() and not out.is_dir():
-        from trt_nm.errors import ConfigError
-
         raise ConfigError(f"output directory is a file: {out}")
     return out
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> tuple[SpikingModel, dict[str, Any], torch.device, Path]:
     """(model on device, stored TrainConfig dict, device, checkpoint path)."""
-    from trt_nm.training.checkpoint import load_checkpoint, load_model
-    from trt_nm.training.trainer import resolve_device
-
     ckpt = _checkpoint_path(args.checkpoint)
     data = load_checkpoint(ckpt)
     device = resolve_device(args.device)
@@ -45,12 +57,10 @@ def _load(args: argparse.Namespace):
     return model, dict(data.get("config") or {}), device, ckpt
 
 
-def _train_split(args: argparse.Namespace, cfg: dict[str, Any], model, limit: int | None):
-    from torch.utils.data import Subset
-
-    from trt_nm.datasets import dataset_info, get_dataset
-    from trt_nm.errors import ConfigError
-
+def _train_split(
+    args: argparse.Namespace, cfg: dict[str, Any], model: SpikingModel, limit: int | None
+) -> tuple[str, Dataset]:
+    """(dataset name, the training split the model fits, its first ``limit`` samples)."""
     name = args.dataset or cfg.get("dataset")
     if not name:
         raise ConfigError("the checkpoint does not name its dataset; pass --dataset NAME")
@@ -70,14 +80,7 @@ def _train_split(args: argparse.Namespace, cfg: dict[str, Any], model, limit: in
 
 # ---------------------------------------------------------------------- fisher
 def run_fisher(args: argparse.Namespace) -> int:
-    from trt_nm.analysis.fisher import (
-        fisher_loader,
-        fisher_trace_per_timestep,
-        plot_fisher,
-        read_fisher_json,
-        write_fisher_json,
-    )
-
+    """``trt-nm analyze fisher``: I_t per timestep of a checkpoint (or a run's records)."""
     if args.during_training:
         run_dir = Path(args.checkpoint)
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent
@@ -109,19 +112,13 @@ def run_fisher(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- sharpness
 def run_sharpness(args: argparse.Namespace) -> int:
-    import torch
-
-    from trt_nm.analysis.sharpness import analyze_sharpness, plot_sharpness, write_json
-    from trt_nm.losses import Loss, list_losses
-
+    """``trt-nm analyze sharpness``: top Hessian eigenvalue and loss slices of a checkpoint."""
     model, cfg, device, ckpt = _load(args)
     if args.loss == "train":
         loss_name = cfg.get("loss", "trt")
         loss_fn = Loss(loss_name, **dict(cfg.get("loss_kwargs") or {}))
     else:
         if args.loss not in list_losses():
-            from trt_nm.errors import unknown_name
-
             raise unknown_name("loss", args.loss, [*list_losses(), "train"])
         loss_name = args.loss
         loss_fn = Loss(loss_name)
@@ -161,7 +158,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default: analysis/ beside the checkpoint)")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` subcommand (``fisher``, ``sharpness``)."""
     p = sub.add_parser("analyze", help="Fisher information per timestep, loss sharpness")
     what = p.add_subparsers(dest="analysis", metavar="ANALYSIS")
     what.required = True

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 
 from trt_nm.cli.common import positive_int
+from trt_nm.datasets import dataset_info, download_dataset, list_datasets, missing_files
+from trt_nm.datasets.errors import MissingDatasetError
+from trt_nm.errors import ConfigError
 
 
 def _status(name: str, root: str | None) -> str:
-    from trt_nm.datasets import dataset_info, missing_files
-
     if dataset_info(name).embedded:
         return "embedded"
     if root is None:
@@ -28,9 +29,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trt_nm.datasets import dataset_info, download_dataset, list_datasets, missing_files
-    from trt_nm.errors import ConfigError
-
+    """``trt-nm datasets [NAME]``: list, describe, check or download datasets."""
     if args.name is None:
         if args.download:
             raise ConfigError("--download needs a dataset NAME (see trt-nm datasets)")
@@ -75,15 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if not missing:
         print(f"  files: present under {args.data_root}")
         return 0
-    from trt_nm.datasets.errors import MissingDatasetError
-
     raise MissingDatasetError(
         f"{info.name} files missing under {args.data_root}: put {'; '.join(missing)} "
         f"(or run: trt-nm datasets {info.name} --data-root {args.data_root} --download)"
     )
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``datasets`` subcommand."""
     p = sub.add_parser("datasets", help="list datasets, check their files, download them")
     p.add_argument("name", nargs="?", default=None, help="a dataset to describe, check or download")
     p.add_argument("--data-root", default=None, help="directory holding (or receiving) the dataset files")

@@ -11,12 +11,16 @@ import time
 from pathlib import Path
 
 from trt_nm.cli.common import nonneg_float, positive_int
+from trt_nm.cli.simulate import print_summary
+from trt_nm.config import TrainConfig
+from trt_nm.nir.io import read_nir, to_nir, write_nir
+from trt_nm.report.build import build_report, check_out_dir, parse_exit_option, write_report
+from trt_nm.training.checkpoint import load_model
+from trt_nm.training.trainer import Trainer
 
 
 def run(args: argparse.Namespace) -> int:
-    from trt_nm.config import TrainConfig
-    from trt_nm.report.build import check_out_dir
-
+    """``trt-nm demo``: train, export, simulate with early exit, report."""
     out = Path(args.out)
     check_out_dir(out)
     check_out_dir(out / "report")
@@ -36,15 +40,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"trt-nm demo: cnn-small, TRT loss, T={cfg.T}, {cfg.epochs} epochs on mnist5k (embedded), backend {cfg.backend}")
     print("[1/4] training")
-    from trt_nm.training.trainer import Trainer
-
     result = Trainer(cfg, progress=False if args.quiet else None).fit()
     print(f"best test accuracy {result.best_acc:.2f}%; checkpoints in {result.out_dir}")
 
     print("[2/4] exporting NIR")
-    from trt_nm.nir.io import to_nir, write_nir
-    from trt_nm.training.checkpoint import load_model
-
     ckpt = out / "best.pt" if (out / "best.pt").exists() else out / "last.pt"
     model = load_model(ckpt).eval()
     graph = to_nir(model, dt=1e-4)
@@ -52,10 +51,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {nir_path}")
 
     print(f"[3/4] simulating the NIR graph with early exit (calibrate:{args.budget:g} on val)")
-    from trt_nm.cli.simulate import print_summary
-    from trt_nm.nir.io import read_nir
-    from trt_nm.report.build import build_report, parse_exit_option, write_report
-
     rep = build_report(
         read_nir(nir_path), dataset="mnist5k", T=cfg.T, eval_split="test", calib_split="val",
         exits=[parse_exit_option(f"calibrate:{args.budget:g}")],
@@ -70,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand."""
     p = sub.add_parser("demo", help="train TRT on embedded mnist5k -> NIR -> simulate with early exit -> report")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--epochs", type=positive_int, default=4)

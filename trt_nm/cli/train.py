@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from trt_nm.cli.common import finite_float, nonneg_float, positive_int
+from trt_nm.config import TrainConfig
+from trt_nm.errors import ConfigError
+from trt_nm.losses import Loss, get_loss, list_losses
+from trt_nm.models import get_model_entry
+from trt_nm.training.distributed import shutdown
+from trt_nm.training.trainer import Trainer, config_from_checkpoint
 
-LOSS_HPARAMS = {"trt": ("lamb", "decay", "eps", "eta"), "tet": ("lamb", "phi"), "sdt": (), "ce": ()}
+#: the hyperparameters each registered loss takes (from its config dataclass)
+LOSS_HPARAMS = {
+    name: tuple(f.name for f in fields(cfg)) if (cfg := get_loss(name).config) is not None else ()
+    for name in list_losses()
+}
+#: the loss flags this command has (each maps to the hyperparameter of the same name)
+_LOSS_FLAGS = ("lamb", "decay", "eps", "eta", "phi")
 
 
 DEFAULT_EPOCHS = 5
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The training flags shared by ``trt-nm train`` (a :class:`TrainConfig` per flag)."""
     p.add_argument("--model", "--arch", dest="arch", default="cnn-small", help="zoo architecture (see trt-nm models)")
     p.add_argument("--backend", default="torch", help="neuron backend: torch, snntorch, norse")
     p.add_argument("--dataset", default="mnist5k", help="registered dataset (see trt-nm datasets)")
@@ -52,24 +66,17 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace, out_dir: str):
-    from trt_nm.config import TrainConfig
-    from trt_nm.errors import ConfigError
-
-    if args.loss not in LOSS_HPARAMS:
-        from trt_nm.errors import unknown_name
-
-        raise unknown_name("loss", args.loss, list(LOSS_HPARAMS))
+def config_from_args(args: argparse.Namespace, out_dir: str) -> TrainConfig:
+    """The :class:`TrainConfig` the parsed flags describe (loss hyperparameters validated)."""
+    get_loss(args.loss)  # unknown names list the valid losses
     loss_kwargs = {}
-    for name in ("lamb", "decay", "eps", "eta", "phi"):
+    for name in _LOSS_FLAGS:
         v = getattr(args, name)
         if v is None:
             continue
         if name not in LOSS_HPARAMS[args.loss]:
             raise ConfigError(f"--{name} does not apply to loss {args.loss!r}")
         loss_kwargs[name] = v
-    from trt_nm.losses import Loss
-
     Loss(args.loss, **loss_kwargs)  # validate early (negative lamb, eta > 1, ...)
     return TrainConfig(
         arch=args.arch,
@@ -106,8 +113,6 @@ def config_from_args(args: argparse.Namespace, out_dir: str):
 
 def parse_epochs(text: str) -> tuple[int, ...]:
     """``"1,5,10"`` -> ``(1, 5, 10)``; a clear error for anything else."""
-    from trt_nm.errors import ConfigError
-
     if not text:
         return ()
     try:
@@ -117,9 +122,7 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trt_nm.models import get_model_entry
-    from trt_nm.training.trainer import Trainer, config_from_checkpoint
-
+    """``trt-nm train``: train (or resume) a run; prints the per-timestep test accuracy."""
     if args.resume:
         # the run's own config wins; --epochs/--device/--out may extend or move it
         cfg = config_from_checkpoint(
@@ -135,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = trainer.fit(resume=args.resume)
     finally:
-        from trt_nm.training.distributed import shutdown
-
         shutdown()  # all ranks leave together (not at interpreter exit, in any order)
     if not trainer.dist.is_main:  # under torchrun only rank 0 reports
         return 0
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
     p = sub.add_parser("train", help="train a model (TRT loss by default)")
     add_training_args(p)
     p.add_argument("--out", default=None, help="run directory (checkpoints, log.csv); default runs/train")

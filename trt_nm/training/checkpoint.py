@@ -21,6 +21,7 @@ import torch
 
 from trt_nm.atomic import atomic_write_bytes
 from trt_nm.errors import CheckpointError
+from trt_nm.models import SpikingModel, build_from_spec
 
 FORMAT = "trt_nm-checkpoint"
 VERSION = 1
@@ -94,10 +95,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
 
 
-def load_model(path: str | os.PathLike, backend: str | None = None, map_location: str = "cpu"):
-    """Rebuild the model stored in a checkpoint (optionally on another backend)."""
-    from trt_nm.models import build_from_spec
-
+def load_model(path: str | os.PathLike, backend: str | None = None, map_location: str = "cpu") -> SpikingModel:
+    """Rebuild the model stored in a checkpoint (optionally on another backend), weights loaded."""
     data = load_checkpoint(path, map_location=map_location)
     model = build_from_spec(data["model_spec"], backend=backend)
     try:

@@ -26,14 +26,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from trt_nm.analysis.fisher import FisherRecorder
 from trt_nm.atomic import atomic_write_bytes
 from trt_nm.config import TrainConfig
+from trt_nm.datasets import dataset_info, get_dataset
 from trt_nm.errors import CheckpointError, ConfigError, TrainingDiverged
 from trt_nm.losses import Loss
-from trt_nm.metrics.accuracy import correct_per_timestep
+from trt_nm.metrics.accuracy import correct_final, correct_per_timestep
 from trt_nm.models import SpikingModel, build_model
 from trt_nm.training import distributed
+from trt_nm.training.callbacks import Callback
 from trt_nm.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from trt_nm.training.qat import QATCallback
 
 
 def seed_everything(seed: int) -> None:
@@ -57,6 +61,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_dtype(amp: str) -> torch.dtype | None:
+    """``"none"`` / ``"bf16"`` / ``"fp16"`` -> the autocast dtype (None: full precision)."""
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
@@ -104,31 +109,12 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Callback:
-    """Trainer extension point; override what you need.
-
-    ``on_train_start`` runs once after the model, optimizer and data exist (and after a
-    resume); ``on_epoch_end`` after each epoch's evaluation, before checkpoints are written,
-    with the epoch's log row (add keys to it to log them).
-    """
-
-    def on_train_start(self, trainer: Trainer) -> None:  # noqa: B027
-        pass
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, row: dict[str, Any]) -> None:  # noqa: B027
-        pass
-
-
 def default_callbacks(cfg: TrainConfig) -> list[Callback]:
     """Callbacks implied by the config (QAT target, Fisher recording)."""
     cbs: list[Callback] = []
     if cfg.qat_target:
-        from trt_nm.quantize import QATCallback  # provided by the targets work
-
         cbs.append(QATCallback(cfg.qat_target))
     if cfg.fisher_epochs:
-        from trt_nm.analysis.fisher import FisherRecorder  # provided by the analysis work
-
         cbs.append(FisherRecorder(cfg.fisher_epochs))
     return cbs
 
@@ -162,8 +148,6 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"output directory is a file: {self.out_dir}")
-        from trt_nm.datasets import dataset_info, get_dataset
-
         if train_set is None or test_set is None:
             # only static images are encoded over T; event data comes binned
             kw = {"encoding": cfg.encoding} if dataset_info(cfg.dataset).kind == "static" else {}
@@ -308,6 +292,8 @@ class Trainer:
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch (0-based ``epoch``) of optimizer steps; returns the mean ``train_loss``
+        and the ``train_acc`` (%) of the inference rule, summed over ranks."""
         cfg = self.cfg
         self.model.train()
         loader = self._loader(self.train_set, True, epoch)
@@ -343,7 +329,7 @@ class Trainer:
             with torch.no_grad():
                 bs = y.numel()
                 total_loss += loss.item() * bs
-                total_correct += int((out.float().mean(0).argmax(-1) == y).sum())
+                total_correct += int(correct_final(out, y))
                 n += bs
             if bar is not None:
                 bar.update(1)
@@ -436,4 +422,4 @@ def config_from_checkpoint(path: str | Path, **overrides: Any) -> TrainConfig:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-__all__ = ["Trainer", "TrainResult", "evaluate", "seed_everything", "config_from_checkpoint"]
+__all__ = ["Callback", "Trainer", "TrainResult", "config_from_checkpoint", "default_callbacks", "evaluate", "seed_everything"]
