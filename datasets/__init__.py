@@ -21,6 +21,7 @@ from trt_nm.datasets.registry import (
 from trt_nm.datasets import mnist5k  # noqa: E402,F401  isort: skip
 from trt_nm.datasets import nmnist5k  # noqa: E402,F401  isort: skip
 from trt_nm.datasets import neuromorphic  # noqa: E402,F401  isort: skip
+from trt_nm.datasets import shd  # noqa: E402,F401  isort: skip
 from trt_nm.datasets import vision  # noqa: E402,F401  isort: skip
 
 __all__ = [
