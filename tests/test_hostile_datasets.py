@@ -24,10 +24,13 @@ h5py = pytest.importorskip("h5py")
 
 from trt_nm.cli.main import main  # noqa: E402
 from trt_nm.datasets import cache as cache_mod  # noqa: E402
-from trt_nm.datasets import get_dataset, vision  # noqa: E402
+from trt_nm.datasets import (  # noqa: E402
+    get_dataset,
+    vision,
+)
 from trt_nm.datasets import neuromorphic as neuro  # noqa: E402
-from trt_nm.datasets import shd  # noqa: E402
 from trt_nm.datasets import nmnist5k as nm  # noqa: E402
+from trt_nm.datasets import shd as shd_module  # noqa: E402
 from trt_nm.datasets.errors import DatasetFileError  # noqa: E402
 from trt_nm.datasets.frames import check_events  # noqa: E402
 from trt_nm.datasets.mnist5k import load_mnist5k_arrays  # noqa: E402
@@ -651,7 +654,7 @@ def test_shd_reader_matches_tonic(shd, cache):
     root, path = shd
     write_shd(path)
     tonic_shd = neuro.offline_class("SHD")(str(root), train=True)
-    ours = shd.SHDFile(path)
+    ours = shd_module.SHDFile(path)
     assert len(ours) == len(tonic_shd) == 6
     for j in range(6):
         (a, la), (b, lb) = ours[j], tonic_shd[j]
