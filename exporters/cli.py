@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from trt_nm.atomic import check_writable
+from trt_nm.errors import ConfigError
 from trt_nm.exporters.base import TargetViolation
 from trt_nm.exporters.targets import get_target
 
@@ -57,11 +59,14 @@ def run_target(args: argparse.Namespace, graph: object, checkpoint_path: str | P
         )
         return 3
     out = Path(args.out) if getattr(args, "out", None) else default_output(checkpoint_path, exporter.name)
+    check_writable(out, what="--out")  # ``trt-nm export`` checked it before loading; API callers
     try:
         paths = exporter.write(prepared, out)
     except TargetViolation as exc:  # pragma: no cover - write() does not check
         print(exc.report.text())
         return 3
+    except OSError as exc:  # writable a moment ago; e.g. the disk filled up meanwhile
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     fmt = exporter.profile.file_format
     for p in paths:
         print(f"wrote {p} ({fmt}, for {exporter.profile.toolchain})")

@@ -22,7 +22,7 @@ from trt_nm.exporters.profile import TargetProfile
 PROFILE = TargetProfile(
     name="loihi2",
     chip="Intel Loihi 2",
-    toolchain="Lava / lava-dl (reads NIR >= 1.0)",
+    toolchain="NIR 1.0.8 readers; NOT Lava itself: lava-nc 0.10 / lava-dl 0.6 have no NIR importer (they load netx HDF5)",
     neuron_models=("LIF", "CubaLIF", "IF"),
     leak=True,
     leak_rule="any",  # 12-bit decay constants in Lava's CUBA LIF; any beta to 1/4096

@@ -23,7 +23,7 @@ from trt_nm.exporters.profile import TargetProfile
 PROFILE = TargetProfile(
     name="spinnaker2",
     chip="SpiNNaker2 (one chip)",
-    toolchain="py-spinnaker2 (reads NIR)",
+    toolchain="NIR 1.0.8 readers (no public SpiNNaker2 toolchain on PyPI to load it)",
     neuron_models=("LIF", "CubaLIF", "IF"),
     leak=True,
     reset_modes=("zero", "subtract"),

@@ -107,3 +107,105 @@ def test_candidates_capped_and_include_never():
     cum, y = _data(B=2000)
     c = candidate_thresholds("confidence", cum, max_candidates=50)
     assert len(c) <= 51 and math.isinf(c[-1])
+
+
+# --------------------------------------------------------------------------- guarantee, validation
+
+
+def test_binomial_cdf_and_clopper_pearson_bound():
+    from trt_nm.exit_guarantee import binomial_cdf, binomial_upper_bound
+
+    assert binomial_cdf(0, 10, 0.5) == pytest.approx(0.5**10)
+    assert binomial_cdf(10, 10, 0.3) == 1.0 and binomial_cdf(-1, 10, 0.3) == 0.0
+    assert binomial_cdf(3, 400, 0.0) == 1.0
+    # P(X <= 3), X ~ Bin(400, 0.02), summed by hand
+    exact = sum(math.comb(400, i) * 0.02**i * 0.98 ** (400 - i) for i in range(4))
+    assert binomial_cdf(3, 400, 0.02) == pytest.approx(exact, rel=1e-10)
+    for k, n, d in [(0, 400, 0.1), (3, 400, 0.1), (17, 1000, 0.05)]:
+        u = binomial_upper_bound(k, n, d)
+        assert k / n < u < 1 and binomial_cdf(k, n, u) == pytest.approx(d, rel=1e-6)
+    assert binomial_upper_bound(0, 400, 0.1) == pytest.approx(1 - 0.1 ** (1 / 400), rel=1e-9)
+    assert binomial_upper_bound(5, 5, 0.1) == 1.0
+
+
+def _population(N=5000, T=6, C=5, seed=0):
+    """A 'true' distribution: every draw of a calibration split comes from these N samples."""
+    return _data(T=T, B=N, C=C, seed=seed)
+
+
+@pytest.mark.parametrize("kind", list_exit_rules())
+def test_guarantee_holds_in_repeated_draws(kind):
+    """Draw the calibration split R times from a population whose true accuracy loss of every
+    grid threshold is known; the calibrated rule's TRUE loss exceeds EPS in at most D of the
+    draws (the point-estimate calibration at the same budget exceeds it far more often)."""
+    from trt_nm.exit_guarantee import calibrate_guaranteed, threshold_grid
+
+    cum, y = _population()
+    eps, delta, n, R = 0.03, 0.1, 400, 100
+    grid = threshold_grid(kind, cum.shape[-1])
+    true = {p.rule.threshold: p.accuracy_loss / 100 for p in sweep(kind, cum, y, [*grid, unreachable_threshold(kind)])}
+    g = torch.Generator().manual_seed(1)
+    violations = point_violations = exits_early = 0
+    for r in range(R):
+        idx = torch.randint(0, y.numel(), (n,), generator=g)
+        cal = calibrate_guaranteed(kind, cum[:, idx], y[idx], eps, delta)
+        assert cal.rule.threshold in true and cal.n == n
+        assert cal.result.accuracy_loss / 100 <= cal.bound + 1e-12  # the bound covers the measured loss
+        violations += true[cal.rule.threshold] > eps
+        exits_early += cal.passed > 0 and cal.result.mean_timesteps < cum.shape[0]
+        if kind == "confidence" and r < 40:
+            pe = calibrate(kind, cum[:, idx], y[idx], 100 * eps)
+            point_violations += evaluate_exit(pe.rule, cum, y).accuracy_loss / 100 > eps
+    assert violations <= delta * R, (violations, R)
+    assert exits_early >= 0.9 * R  # not vacuous: the chosen rules do exit early
+    if kind == "confidence":
+        assert point_violations > 3 * delta * 40  # a point estimate gives no such guarantee
+
+
+def test_guarantee_edges_and_errors():
+    from trt_nm.exit_guarantee import calibrate_guaranteed
+
+    cum, y = _data(seed=3)
+    never = calibrate_guaranteed("confidence", cum, y, 0.0, 0.1)  # eps = 0: nothing can pass
+    assert never.passed == 0 and math.isinf(never.rule.threshold) and never.bound == 0.0
+    assert never.result.mean_timesteps == cum.shape[0]
+    few = calibrate_guaranteed("margin", cum[:, :20], y[:20], 0.05, 0.1)  # (0.95)^20 > 0.1
+    assert few.passed == 0
+    loose = calibrate_guaranteed("entropy", cum, y, 0.5, 0.2)
+    assert loose.passed > 0 and loose.result.mean_timesteps < cum.shape[0]
+    d = loose.to_dict()
+    assert d["eps"] == 0.5 and d["delta"] == 0.2 and d["bound"] == loose.bound and "Learn-then-Test" in d["method"]
+    for eps, delta in [(1.0, 0.1), (-0.1, 0.1), (math.nan, 0.1), (0.1, 0.0), (0.1, 1.0), (0.1, math.inf)]:
+        with pytest.raises(ConfigError):
+            calibrate_guaranteed("confidence", cum, y, eps, delta)
+    with pytest.raises(ConfigError, match="test split"):
+        calibrate_guaranteed("confidence", cum, y, 0.1, 0.1, split="test")
+
+
+@pytest.mark.parametrize("spec,words", [("confidence:2", "(0, 1]"), ("confidence:-0.5", "(0, 1]"),
+                                        ("confidence:0", "(0, 1]"), ("entropy:-1", ">= 0, finite"),
+                                        ("entropy:inf", ">= 0, finite"), ("margin:inf", ">= 0, finite"),
+                                        ("margin:-2", ">= 0, finite")])
+def test_user_thresholds_are_checked(spec, words):
+    from trt_nm.early_exit import check_threshold
+
+    with pytest.raises(ConfigError, match="out of range") as err:
+        check_threshold(parse_exit_spec(spec))
+    assert words in str(err.value) and "\n" not in str(err.value)
+    for ok in ["confidence:1", "confidence:0.001", "entropy:0", "margin:0", "margin:1e6"]:
+        assert check_threshold(parse_exit_spec(ok)) == parse_exit_spec(ok)
+
+
+def test_exit_decision_chunk_by_chunk_equals_whole_run():
+    """``exits_in`` over consecutive chunks gives the post-hoc exit steps (the executed
+    exit's decision, without a simulator)."""
+    cum, y = _data(T=7, seed=4)
+    for kind in list_exit_rules():
+        for th in candidate_thresholds(kind, cum, max_candidates=9):
+            rule = ExitRule(kind, th)
+            whole = rule.exit_steps(cum)
+            got = torch.zeros_like(whole)
+            for t0, t1 in [(0, 1), (1, 3), (3, 4), (4, 7)]:
+                s = rule.exits_in(cum[t0:t1], t0, 7)
+                got = torch.where((got == 0) & (s > 0), s, got)
+            assert torch.equal(got, whole)

@@ -118,3 +118,66 @@ def test_report_flags_targets_whose_check_rejects_the_model(tmp_path):
     assert paths["energy_per_target"].read_bytes()[:4] == b"\x89PNG"
     data = json.loads(paths["json"].read_text())
     assert data["targets"]["xylo"]["check"].startswith("check fails")
+
+
+def test_exit_options_are_checked_one_line(tmp_path, capsys):
+    """Out-of-range thresholds, EPS and delta are one-line errors naming the valid range,
+    before any model is loaded."""
+    from trt_nm.cli.main import main
+
+    nir_path = write_nir(to_nir(_model()), tmp_path / "m.nir")
+    cases = [(["--exit", "confidence:2"], "(0, 1]"), (["--exit", "confidence:-0.5"], "(0, 1]"),
+             (["--exit", "entropy:-1"], ">= 0, finite"), (["--exit", "margin:inf"], ">= 0, finite"),
+             (["--exit", "calibrate:1", "--delta", "0.1"], "[0, 1)"),
+             (["--exit", "calibrate:-0.1", "--delta", "0.1"], "[0, 1)"),
+             (["--exit", "calibrate:0.05", "--delta", "1.5"], "(0, 1)"),
+             (["--exit", "calibrate:0.05", "--delta", "0"], "(0, 1)"),
+             (["--exit", "calibrate:0.05", "--delta", "nan"], "(0, 1)"),
+             (["--exit", "margin:2", "--delta", "0.1"], "calibrate:EPS")]
+    for args, words in cases:
+        capsys.readouterr()
+        assert main(["simulate", str(nir_path), "--limit", "8", *args]) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (args, lines)
+
+
+def test_guaranteed_calibration_in_cli_and_report(tmp_path, capsys):
+    """--exit calibrate:EPS --delta D: the CLI and the report show EPS, D, the bound and the
+    measured losses; executed exit is run and checked identical; a collapse to t = 1 is said."""
+    from trt_nm.cli.main import main
+
+    nir_path = write_nir(to_nir(_model()), tmp_path / "m.nir")
+    out = tmp_path / "rep"
+    assert main(["report", str(nir_path), "--limit", "60", "--out", str(out), "--exit", "calibrate:0.3:confidence",
+                 "--delta", "0.2", "--exit", "margin:1", "--target", "cmos45nm"]) == 0
+    text = capsys.readouterr().out
+    assert "guarantee: EPS 0.3, delta 0.2, bound" in text and "executed:" in text
+    data = json.loads((out / "report.json").read_text())
+    row = data["early_exit"][0]
+    g = row["guarantee"]
+    assert g["eps"] == 0.3 and g["delta"] == 0.2 and g["n"] == 60 and 0 <= g["bound"] < 1
+    assert g["val_loss_pp"] == row["calibration"]["accuracy_loss_pp"] and g["test_loss_pp"] == row["accuracy_loss_pp"]
+    assert g["val_loss_pp"] / 100 <= g["bound"]
+    for e in data["early_exit"]:
+        assert e["executed"]["identical_to_post_hoc"] and e["executed"]["samples_per_s"] > 0
+    md = (out / "report.md").read_text()
+    assert "| EPS | delta |" in md and "0.3 (30 pp)" in md and "bound on the loss" in md
+    assert "binomial standard error" in md and "+- s.e. (pp)" in md
+    if row["calibration"]["mean_timesteps"] == 1.0:  # this untrained net: flat accuracy over t
+        assert "collapsed to a single step" in md and "collapsed to a single step" in row["note"]
+
+
+def test_plots_log_spikes_and_coinciding_points(tmp_path):
+    from trt_nm.report.plots import exit_row_colors, write_plots
+
+    rep = build_report(to_nir(_model()), dataset="mnist5k", T=3, limit=40, calib_limit=40, executed=False,
+                       exits=[parse_exit_option("calibrate:5"), parse_exit_option("confidence:0.1")],
+                       targets=["cmos45nm", "xylo"])
+    assert all("executed" not in e for e in rep["early_exit"])
+    colors = exit_row_colors(rep)
+    kinds = [e["kind"] for e in rep["early_exit"]]
+    assert len(set(colors)) == len(colors)  # rows of one kind get shades of its colour
+    assert colors[kinds.index("entropy")] != colors[kinds.index("margin")]
+    for log in (None, True, False):
+        paths = write_plots(rep, tmp_path / str(log), spikes_log=log)
+        assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths.values())

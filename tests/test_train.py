@@ -183,3 +183,26 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert last["epoch"] == 3 and len(last["history"]) == 3
     assert 1 <= best["epoch"] <= 3
     load_model(out / "best.pt")  # a valid, loadable model
+
+
+def test_run_directory_is_locked_during_fit_and_released_after(tmp_path):
+    from trt_nm.errors import ConfigError
+    from trt_nm.training.rundir import RunLock
+
+    seen = []
+
+    class TryLock:
+        def on_train_start(self, trainer):
+            with pytest.raises(ConfigError, match="in use by another training"):
+                RunLock(trainer.out_dir).acquire()
+            seen.append(True)
+
+        def on_epoch_end(self, trainer, epoch, row):
+            raise ConfigError("stop here")  # the lock must be released on errors too
+
+    cfg = small_cfg(tmp_path, arch="mlp", epochs=1, T=1, train_limit=32, test_limit=16)
+    with pytest.raises(ConfigError, match="stop here"):
+        Trainer(cfg, progress=False, log=lambda *_: None, callbacks=[TryLock()]).fit()
+    assert seen == [True]
+    with RunLock(tmp_path / "run"):
+        pass  # free again

@@ -39,6 +39,41 @@ def _fsync(path: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | os.PathLike, *, directory: bool = False, what: str = "output") -> Path:
+    """Fail early, before any work, when ``path`` cannot be written; returns it as a Path.
+
+    ``path`` is an output file (``directory=False``: it may not be a directory) or an output
+    directory (``directory=True``: it may not be a file). Neither may lie under a file
+    (``afile/sub``). The nearest existing directory on the way (the path itself, its parent, or
+    the first ancestor that exists -- the writers create the rest) must accept a new file: one
+    is created there and removed, which also catches read-only mounts, ``/proc`` and
+    permissions (``os.access`` misses the first two). Every failure is a one-line
+    :class:`~trt_nm.errors.ConfigError` naming ``what`` (``"--out"``, ``"--json"``).
+    """
+    from trt_nm.errors import ConfigError
+
+    p = Path(path)
+    if directory and p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} directory is a file: {p}")
+    if not directory and p.is_dir():
+        raise ConfigError(f"{what} path is a directory: {p}")
+    start = p if directory else p.parent
+    for anc in (start, *start.parents):
+        if anc.exists() or anc.is_symlink():
+            break
+    else:  # pragma: no cover - "." always exists
+        anc = Path(".")
+    if not anc.is_dir():
+        raise ConfigError(f"{what} {p} lies under a file: {anc}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".trt_nm-write-check.", dir=anc)
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} is not writable: cannot create a file in {anc} ({exc.strerror or exc})") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+    return p
+
+
 def atomic_write_path(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` (a library that wants a file name: HDF5, ONNX), then make the
     result ``path`` atomically. Returns ``path``."""
@@ -73,4 +108,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-__all__ = ["atomic_write_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["check_writable", "atomic_write_path", "atomic_write_bytes", "atomic_write_text"]

@@ -7,10 +7,20 @@ All validation of user-supplied values happens here, in ``__post_init__``, and r
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trt_nm.errors import ConfigError
+from trt_nm.limits import (
+    check_batch,
+    check_epochs,
+    check_float,
+    check_int,
+    check_seed,
+    check_T,
+    check_workers,
+)
 
 RESET_MODES = ("zero", "subtract")
 
@@ -19,6 +29,21 @@ def _finite(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value}")
+    return value
+
+
+#: what ``TrainConfig.device`` may name (resolved, and a missing GPU refused, by the trainer)
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,4})?|mps")
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _string(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 4096 or "\0" in value:
+        raise ConfigError(f"{name} must be a non-empty string, got {_short(value)}")
     return value
 
 
@@ -168,16 +193,28 @@ class TrainConfig:
     fisher_epochs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if int(self.T) != self.T or self.T < 1:
-            raise ConfigError(f"T must be an integer >= 1, got {self.T}")
-        if int(self.epochs) != self.epochs or self.epochs < 1:
-            raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
-        if not _finite("lr", self.lr) > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight decay must be >= 0, got {self.weight_decay}")
+        # Every path (CLI, checkpoint config, Python API) meets the same validators and bounds
+        # (trt_nm.limits): a stored config can never ask for what a command line may not.
+
+        for name in ("arch", "backend", "dataset", "loss", "encoding", "optimizer", "scheduler",
+                     "device", "amp", "out_dir", "reset", "surrogate"):
+            _string(name, getattr(self, name))
+        for name in ("data_root", "qat_target"):
+            if getattr(self, name) is not None:
+                _string(name, getattr(self, name))
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"unknown device {self.device!r}; use cpu, cuda, cuda:N or auto")
+        object.__setattr__(self, "T", check_T(self.T))
+        object.__setattr__(self, "epochs", check_epochs(self.epochs))
+        object.__setattr__(self, "batch_size", check_batch(self.batch_size))
+        object.__setattr__(self, "seed", check_seed(self.seed))
+        object.__setattr__(self, "num_workers", check_workers(self.num_workers))
+        object.__setattr__(self, "lr", check_float(self.lr, "lr", 0.0, low_open=True))
+        object.__setattr__(self, "weight_decay", check_float(self.weight_decay, "weight decay", 0.0))
+        object.__setattr__(self, "tau", check_float(self.tau, "tau"))
+        object.__setattr__(self, "threshold", check_float(self.threshold, "threshold"))
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be true or false, got {self.compile!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ConfigError(f"unknown amp {self.amp!r}; valid: none, bf16, fp16")
         if self.optimizer not in ("adam", "sgd"):
@@ -188,13 +225,21 @@ class TrainConfig:
             raise ConfigError(f"unknown encoding {self.encoding!r}; valid: direct, poisson")
         for name in ("train_limit", "test_limit", "max_steps_per_epoch"):
             v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1, got {v}")
+            if v is not None:
+                object.__setattr__(self, name, check_int(v, name, 1, 2**63 - 1))
+        if not isinstance(self.loss_kwargs, dict):
+            raise ConfigError(f"loss_kwargs must be a mapping of names to numbers, got {_short(self.loss_kwargs)}")
+        kwargs = {}
+        for k, v in self.loss_kwargs.items():
+            kwargs[_string("loss hyperparameter name", k)] = check_float(v, f"loss hyperparameter {k}")
+        object.__setattr__(self, "loss_kwargs", kwargs)
+        if isinstance(self.fisher_epochs, (str, bytes)) or not isinstance(self.fisher_epochs, (tuple, list)):
+            raise ConfigError(f"fisher epochs must be a list of epochs, got {_short(self.fisher_epochs)}")
+        object.__setattr__(self, "fisher_epochs", tuple(check_epochs(e) for e in self.fisher_epochs))
         self.neuron_config()  # validates tau/threshold/reset/surrogate
-        object.__setattr__(self, "loss_kwargs", dict(self.loss_kwargs))
-        object.__setattr__(self, "fisher_epochs", tuple(int(e) for e in self.fisher_epochs))
-        if any(e < 1 for e in self.fisher_epochs):
-            raise ConfigError(f"fisher epochs must be >= 1, got {self.fisher_epochs}")
+        from trt_nm.losses import Loss  # imported here: trt_nm.losses imports this module
+
+        Loss(self.loss, **self.loss_kwargs)  # unknown loss, negative lamb, eta > 1, ...
 
     def neuron_config(self) -> NeuronConfig:
         """The :class:`NeuronConfig` this run's tau/threshold/reset/surrogate describe."""
@@ -209,5 +254,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a training config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

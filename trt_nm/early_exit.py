@@ -15,7 +15,15 @@ kind            score (of ``cum[t, b]``)                           exits when
 So ``confidence:0`` and ``margin:0`` exit every sample at t = 1, and ``entropy:inf`` does too;
 ``confidence:1.01`` / ``margin:inf`` / ``entropy:-1`` never fire, and every sample runs all T
 steps. :func:`calibrate` picks, on a held-out split, the threshold with the fewest mean
-timesteps whose accuracy loss against full T stays within a budget in percentage points.
+timesteps whose accuracy loss against full T stays within a budget in percentage points (a
+point estimate on that split); :func:`calibrate_guaranteed` picks the most aggressive threshold
+whose loss is at most EPS with probability at least 1 - delta over the draw of the split
+(Learn-then-Test: exact binomial tests, threshold by threshold, in a fixed order).
+
+The decision is made in ONE place, :meth:`ExitRule.exits_in`: the post-hoc evaluation
+(:meth:`ExitRule.exit_steps` over a full run's cumulative logits) and the executed exit of the
+simulator (:meth:`trt_nm.sim.Simulator.run_exit`, chunk by chunk, dropping exited samples) both
+call it, so they cannot drift apart (``tests/test_early_exit_executed.py``).
 """
 
 from __future__ import annotations
@@ -52,22 +60,43 @@ def margin_score(cum: torch.Tensor) -> torch.Tensor:
     return top[..., 0] - top[..., 1]
 
 
+GridFn = Callable[[int], list[float]]
+
+
 @dataclass(frozen=True)
 class RuleKind:
-    """A registered exit rule: its score and whether high scores mean "exit"."""
+    """A registered exit rule: its score and whether high scores mean "exit".
+
+    ``low`` / ``high`` (open at ``low`` when ``low_open``) bound the thresholds a user may give
+    (:func:`check_threshold`); ``grid(num_classes)`` lists the fixed, data-independent thresholds
+    :func:`calibrate_guaranteed` tests, from the most conservative to the most aggressive.
+    """
 
     name: str
     score: ScoreFn
     higher_exits: bool
     unit: str
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    grid: GridFn | None = None
+
+    @property
+    def valid_range(self) -> str:
+        """The valid thresholds in words, e.g. ``(0, 1]`` or ``>= 0, finite``."""
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}, finite"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
 
 _RULES: Registry[RuleKind] = Registry("exit rule")
 
 
-def register_exit_rule(name: str, score: ScoreFn, higher_exits: bool, unit: str) -> None:
-    """Add an exit rule kind ``name`` (``score(cum [T,B,C]) -> [T,B]``)."""
-    _RULES.register(name, RuleKind(name, score, higher_exits, unit))
+def register_exit_rule(name: str, score: ScoreFn, higher_exits: bool, unit: str, *, low: float = -math.inf,
+                       high: float = math.inf, low_open: bool = False, grid: GridFn | None = None) -> None:
+    """Add an exit rule kind ``name`` (``score(cum [T,B,C]) -> [T,B]``); ``low``/``high``/
+    ``low_open``: the thresholds a user may give; ``grid``: see :class:`RuleKind`."""
+    _RULES.register(name, RuleKind(name, score, higher_exits, unit, low, high, low_open, grid))
 
 
 def list_exit_rules() -> list[str]:
@@ -80,9 +109,30 @@ def get_exit_rule(name: str) -> RuleKind:
     return _RULES.get(name)
 
 
-register_exit_rule("confidence", confidence_score, True, "max softmax probability")
-register_exit_rule("entropy", entropy_score, False, "nats")
-register_exit_rule("margin", margin_score, True, "logit units")
+#: points of the fixed threshold grids of :func:`calibrate_guaranteed`
+GRID_POINTS = 200
+
+
+def _confidence_grid(num_classes: int) -> list[float]:
+    # from 1 - 1e-6 (almost never) down to 1/C (always at t = 1), log-spaced towards 1
+    q = torch.logspace(-6, 0, GRID_POINTS, dtype=torch.float64)
+    return (1.0 - (1.0 - 1.0 / num_classes) * q).tolist()
+
+
+def _entropy_grid(num_classes: int) -> list[float]:
+    # from 1e-6 ln C (almost never) up to ln C (always at t = 1)
+    return (math.log(num_classes) * torch.logspace(-6, 0, GRID_POINTS, dtype=torch.float64)).tolist()
+
+
+def _margin_grid(num_classes: int) -> list[float]:
+    # from 1000 logit units (almost never) down to 0 (always at t = 1)
+    return [*torch.logspace(3, -3, GRID_POINTS - 1, dtype=torch.float64).tolist(), 0.0]
+
+
+register_exit_rule("confidence", confidence_score, True, "max softmax probability", low=0.0, high=1.0,
+                   low_open=True, grid=_confidence_grid)
+register_exit_rule("entropy", entropy_score, False, "nats", low=0.0, grid=_entropy_grid)
+register_exit_rule("margin", margin_score, True, "logit units", low=0.0, grid=_margin_grid)
 
 
 @dataclass(frozen=True)
@@ -110,7 +160,17 @@ class ExitRule:
 
     def exit_steps(self, cum: torch.Tensor) -> torch.Tensor:
         """1-based exit step per sample ``[B]`` (int64; T when the rule never fires)."""
-        return first_firing(self.fires(cum))
+        return self.exits_in(cum, 0, int(cum.shape[0]))
+
+    def exits_in(self, cum: torch.Tensor, t0: int, T: int) -> torch.Tensor:
+        """The exit decision over steps ``t0+1 .. t0+Tc`` of a run of ``T`` steps, from the
+        cumulative logits of those steps ``cum [Tc, B, C]``: the 1-based exit step per sample
+        ``[B]`` (int64), 0 where the rule has not fired yet (every sample exits at T).
+
+        The ONE decision both evaluations make: post-hoc (:meth:`exit_steps`, ``t0 = 0`` over
+        all T steps) and executed (:meth:`trt_nm.sim.Simulator.run_exit`, chunk by chunk).
+        """
+        return first_firing_in(self.fires(cum), t0, T)
 
 
 def fires(kind: str, scores: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -123,9 +183,20 @@ def fires(kind: str, scores: torch.Tensor, threshold: float) -> torch.Tensor:
 def first_firing(fire: torch.Tensor) -> torch.Tensor:
     """``[T, B]`` bool -> 1-based index of the first True per column (T when none) ``[B]``."""
     T = fire.shape[0]
-    fire = fire.clone()
-    fire[-1] = True  # everybody stops at T
-    return fire.to(torch.int64).argmax(0) + 1 if T > 0 else fire.new_zeros(fire.shape[1:])
+    if T == 0:
+        return torch.zeros(fire.shape[1:], dtype=torch.int64, device=fire.device)
+    return first_firing_in(fire, 0, T)
+
+
+def first_firing_in(fire: torch.Tensor, t0: int, T: int) -> torch.Tensor:
+    """Firing flags of steps ``t0+1 .. t0+Tc`` ``[Tc, B]`` of a ``T``-step run -> 1-based step
+    of the first True per column, 0 when none; step T always counts as firing."""
+    Tc = int(fire.shape[0])
+    if t0 + Tc >= T:  # everybody stops at T
+        fire = fire.clone()
+        fire[T - t0 - 1] = True
+    step = fire.to(torch.int64).argmax(0) + (t0 + 1)  # argmax: the FIRST maximum
+    return torch.where(fire.any(0), step, torch.zeros_like(step))
 
 
 def parse_exit_spec(text: str) -> ExitRule:
@@ -145,6 +216,20 @@ def parse_exit_spec(text: str) -> ExitRule:
     if math.isnan(th):
         raise ConfigError(f"cannot parse exit spec {text!r}: threshold is nan")
     return ExitRule(kind, th)
+
+
+def check_threshold(rule: ExitRule) -> ExitRule:
+    """``rule`` when its threshold lies in its kind's valid range (confidence in (0, 1], entropy
+    and margin >= 0 and finite), else a one-line ConfigError naming the range. The command
+    line's ``--exit`` goes through this; the library's :class:`ExitRule` also takes the
+    "never"/"always" thresholds (``inf``, ``0``) used internally."""
+    k = get_exit_rule(rule.kind)
+    th = rule.threshold
+    below = th < k.low or (k.low_open and th == k.low)
+    if below or th > k.high or math.isinf(th):
+        raise ConfigError(f"exit threshold {rule.kind}:{th:g} is out of range: {rule.kind} takes "
+                          f"{k.valid_range} ({k.unit})")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -346,8 +431,9 @@ def calibrate(
     assert best is not None  # the unreachable threshold always has zero loss
     return Calibration(best.rule, b, best, split)
 
-
 __all__ = [
+    "check_threshold",
+    "first_firing_in",
     "ExitRule",
     "ExitResult",
     "Calibration",

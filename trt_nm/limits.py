@@ -17,6 +17,8 @@ The bounds (why each number):
 * ``MAX_WORKERS`` = 4 x the CPUs of this machine (at least 4): DataLoader workers are
   processes; a checkpoint asking for 10**6 of them would fork until the OOM killer ends it.
 * ``MAX_SEED`` = 2**63 - 1, the largest seed ``torch.manual_seed`` accepts.
+* ``MAX_EPOCHS`` = 100,000 epochs: far beyond any schedule in the literature (hundreds); a
+  resumed run replays its learning-rate schedule once per epoch done.
 * :func:`memory_budget_bytes`: half of this machine's physical memory. Parameter tensors
   declared by a file (a NIR Affine's weight shape, a model spec's widths) are refused when
   their float32 size passes it, before anything is allocated.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ MAX_CLASSES = 100_000
 MAX_INPUT_SIDE = 4_096
 MAX_SEED = 2**63 - 1
 MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))
+MAX_EPOCHS = 100_000
 
 
 def memory_budget_bytes() -> int:
@@ -116,6 +119,11 @@ def check_seed(value: Any, *, where: str = "") -> int:
     return check_int(value, "seed", 0, MAX_SEED, where=where)
 
 
+def check_epochs(value: Any, *, where: str = "") -> int:
+    """Training epochs: an integer in ``[1, MAX_EPOCHS]``."""
+    return check_int(value, "epochs", 1, MAX_EPOCHS, where=where)
+
+
 def check_parameter_count(count: int, what: str, *, where: str = "") -> int:
     """Refuse ``count`` float32 parameters when they pass :func:`memory_budget_bytes`."""
     budget = memory_budget_bytes()
@@ -126,6 +134,42 @@ def check_parameter_count(count: int, what: str, *, where: str = "") -> int:
             f"more than this machine's budget of {budget / 2**30:.1f} GiB"
         )
     return count
+
+
+def check_memory(nbytes: int, what: str, *, where: str = "") -> int:
+    """Refuse ``nbytes`` bytes that something declares (a file's arrays, before they are read)
+    when they pass :func:`memory_budget_bytes`; returns ``nbytes``."""
+    budget = memory_budget_bytes()
+    if nbytes > budget:
+        src = f" ({where})" if where else ""
+        raise ConfigError(
+            f"{what}{src} needs {nbytes / 2**30:.1f} GiB, more than this machine's budget of "
+            f"{budget / 2**30:.1f} GiB"
+        )
+    return nbytes
+
+
+def arg_type(check: Callable[..., Any], **kwargs: Any) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses a number and applies ``check`` (e.g. ``arg_type(check_T)``),
+    so a command-line value meets the same bound as the same value from a file; its
+    :class:`~trt_nm.errors.ConfigError` becomes argparse's one-line usage error (exit 2)."""
+    import argparse
+
+    def parse(text: str) -> Any:
+        value: Any = text
+        for conv in (int, float):
+            try:
+                value = conv(text)
+                break
+            except (TypeError, ValueError):
+                continue
+        try:
+            return check(value, **kwargs)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = getattr(check, "__name__", "value").removeprefix("check_")
+    return parse
 
 
 def check_shape(shape: Sequence[Any], what: str, *, where: str = "") -> tuple[int, ...]:
@@ -139,5 +183,5 @@ def check_shape(shape: Sequence[Any], what: str, *, where: str = "") -> tuple[in
 __all__ = [
     "MAX_T", "MAX_BATCH", "MAX_WIDTH", "MAX_CLASSES", "MAX_INPUT_SIDE", "MAX_SEED", "MAX_WORKERS",
     "memory_budget_bytes", "check_int", "check_float", "check_T", "check_batch", "check_workers",
-    "check_seed", "check_parameter_count", "check_shape",
+    "check_seed", "check_epochs", "MAX_EPOCHS", "check_parameter_count", "check_memory", "check_shape", "arg_type",
 ]

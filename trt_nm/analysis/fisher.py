@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,8 +77,32 @@ class FisherResult:
         return d
 
 
+def progress_bar(total: int | None, desc: str, progress: bool | None):
+    """A tqdm bar on stderr (``progress=None``: shown on a terminal, hidden in logs, as in
+    training; False: never), or a no-op object with ``update``/``close`` when tqdm is absent."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+    return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else not progress, file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def information_centroid(trace: Sequence[float]) -> float:
-    """``sum_t t * I_t / sum_t I_t`` with t = 1..T (timesteps); raises if all I_t are 0."""
+    """``sum_t t * I_t / sum_t I_t`` with t = 1..T (timesteps); raises if all I_t are 0 or any
+    is not finite."""
+    if not all(math.isfinite(float(v)) for v in trace):
+        raise ConfigError(
+            "Fisher trace is not finite (NaN or inf gradients): the weights or the loss are not "
+            "finite; the centroid is undefined"
+        )
     total = float(sum(trace))
     if not total > 0:
         raise ConfigError("Fisher trace is zero at every timestep; the centroid is undefined")
@@ -107,6 +133,7 @@ def fisher_trace_per_timestep(
     device: str | torch.device = "cpu",
     max_batches: int = DEFAULT_BATCHES,
     time_major: bool = False,
+    progress: bool | None = False,
 ) -> FisherResult:
     """Estimate ``I_t`` for t = 1..T (module docstring).
 
@@ -117,6 +144,7 @@ def fisher_trace_per_timestep(
             (``[T, B, ...]`` when ``time_major``), ``y`` integer labels ``[B]``.
         device: where to compute.
         max_batches: use at most this many batches (the paper: about 100).
+        progress: a progress bar on stderr (None: on a terminal only; False: none).
 
     Returns:
         A :class:`FisherResult`.
@@ -129,7 +157,9 @@ def fisher_trace_per_timestep(
         raise ConfigError("the model has no trainable parameters")
     sums: torch.Tensor | None = None
     n_batches = n_samples = 0
-    with preserved_state(model, device):
+    total = min(max_batches, len(batches)) if hasattr(batches, "__len__") else max_batches  # type: ignore[arg-type]
+    bar = progress_bar(total, "fisher", progress)
+    with preserved_state(model, device), contextlib.closing(bar):
         for x, y in batches:
             if n_batches >= max_batches:
                 break
@@ -148,6 +178,7 @@ def fisher_trace_per_timestep(
             sums = per_t if sums is None else sums + per_t
             n_batches += 1
             n_samples += int(y.numel())
+            bar.update(1)
     if sums is None:
         raise ConfigError("no batches to compute the Fisher information on")
     trace = tuple(float(v) for v in (sums / n_batches).tolist())
@@ -280,6 +311,7 @@ __all__ = [
     "fisher_loader",
     "fisher_trace_per_timestep",
     "information_centroid",
+    "progress_bar",
     "plot_fisher",
     "read_fisher_json",
     "write_fisher_json",

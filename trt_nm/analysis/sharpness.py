@@ -98,10 +98,12 @@ def top_hessian_eigenvalue(
     iters: int = 20,
     tol: float = 1e-4,
     seed: int = 0,
+    tick: Callable[[], Any] | None = None,
 ) -> EigenResult:
     """Power iteration ``v <- Hv / ||Hv||`` from a seeded Gaussian start (see module docstring).
 
     Stops after ``iters`` products or when ``|lambda_k - lambda_{k-1}| < tol * |lambda_k|``.
+    ``tick()`` is called after each product (a progress bar's update).
     """
     if iters < 1:
         raise ConfigError(f"iters must be >= 1, got {iters}")
@@ -118,6 +120,8 @@ def top_hessian_eigenvalue(
     converged = False
     for k in range(iters):
         hv = hessian_vector_product(loss_terms, params, v)
+        if tick is not None:
+            tick()
         new = float(_dot(v, hv))  # Rayleigh quotient, ||v|| = 1
         history.append(new)
         norm = _norm(hv)
@@ -270,6 +274,7 @@ def analyze_sharpness(
     grid: int = 0,
     radius: float = 1.0,
     seed: int = 0,
+    progress: bool | None = False,
 ) -> SharpnessResult:
     """Top Hessian eigenvalue plus filter-normalised 1-D (and optionally 2-D) loss slices.
 
@@ -282,7 +287,11 @@ def analyze_sharpness(
         points: points of the 1-D slice over ``[-radius, radius]`` (0 = no slice).
         grid: points per axis of the 2-D surface (0 = no surface).
         seed: seeds the power-iteration start and the random directions.
+        progress: a progress bar on stderr over the loss evaluations (None: on a terminal
+            only, as in training; False: none).
     """
+    from trt_nm.analysis.fisher import progress_bar
+
     device = torch.device(device)
     data = _batches_time_major(batches, device)
     n = sum(int(y.numel()) for _, y in data)
@@ -290,6 +299,7 @@ def analyze_sharpness(
         raise ConfigError("no samples to evaluate the loss on")
     was_training = model.training
     model.eval()
+    bar = progress_bar(iters + 1 + points + grid * grid, "sharpness", progress)
     try:
         def terms() -> Iterator[torch.Tensor]:
             for x, y in data:
@@ -297,10 +307,12 @@ def analyze_sharpness(
 
         def value() -> float:
             with torch.no_grad():
-                return float(sum(float(t) for t in terms()))
+                v = float(sum(float(t) for t in terms()))
+            bar.update(1)
+            return v
 
         params = [p for p in model.parameters() if p.requires_grad]
-        eig = top_hessian_eigenvalue(terms, params, iters=iters, tol=tol, seed=seed)
+        eig = top_hessian_eigenvalue(terms, params, iters=iters, tol=tol, seed=seed, tick=lambda: bar.update(1))
         base = value()
         g = torch.Generator()
         g.manual_seed(seed + 1)
@@ -321,6 +333,7 @@ def analyze_sharpness(
                 ga = tuple(float(a) for a in torch.linspace(-radius, radius, grid).tolist())
                 s2 = tuple(tuple(r) for r in loss_surface_2d(model, value, d1, d2, ga, ga))
     finally:
+        bar.close()
         model.train(was_training)
     return SharpnessResult(loss_name, n, base, eig, alphas, s1, s2, ga, rise)
 

@@ -7,14 +7,16 @@
 * ``trt-nm analyze sharpness CHECKPOINT``: top Hessian eigenvalue of the training loss and
   filter-normalised 1-D/2-D loss slices (JSON + PNG).
 
-Outputs go to ``--out`` (default: ``analysis/`` beside the checkpoint).
+Outputs go to ``--out`` (default: ``analysis/`` beside the checkpoint), which is checked for
+writability before anything is computed. Paths stored in the checkpoint are not followed: data
+comes from ``--data-root`` or the dataset's defaults. Progress bars go to stderr on a terminal
+(``--quiet``: none), as in training.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -27,12 +29,20 @@ from trt_nm.analysis.fisher import (
     write_fisher_json,
 )
 from trt_nm.analysis.sharpness import analyze_sharpness, plot_sharpness, write_json
+from trt_nm.atomic import check_writable
+from trt_nm.cli import common
 from trt_nm.cli.common import finite_float, nonneg_int, positive_int
+from trt_nm.config import TrainConfig
 from trt_nm.datasets import dataset_info, get_dataset
 from trt_nm.errors import ConfigError, unknown_name
 from trt_nm.losses import Loss, list_losses
 from trt_nm.models import SpikingModel
-from trt_nm.training.checkpoint import load_checkpoint, load_model
+from trt_nm.training.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    nonfinite_weight,
+    stored_config,
+)
 from trt_nm.training.trainer import resolve_device
 
 
@@ -42,26 +52,30 @@ def _checkpoint_path(text: str) -> Path:
 
 
 def _out_dir(args: argparse.Namespace, ckpt: Path) -> Path:
+    """The output directory, checked first (a file, under a file, not writable: one line)."""
     out = Path(args.out) if args.out else ckpt.parent / "analysis"
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output directory is a file: {out}")
-    return out
+    return check_writable(out, directory=True, what="output")
 
 
-def _load(args: argparse.Namespace) -> tuple[SpikingModel, dict[str, Any], torch.device, Path]:
-    """(model on device, stored TrainConfig dict, device, checkpoint path)."""
+def _load(args: argparse.Namespace) -> tuple[SpikingModel, TrainConfig | None, torch.device, Path, Path]:
+    """(model on device, stored TrainConfig (validated) or None, device, checkpoint path, output dir)."""
     ckpt = _checkpoint_path(args.checkpoint)
-    data = load_checkpoint(ckpt)
+    out = _out_dir(args, ckpt)
     device = resolve_device(args.device)
-    model = load_model(ckpt).to(device)
-    return model, dict(data.get("config") or {}), device, ckpt
+    data = load_checkpoint(ckpt)
+    cfg = stored_config(data, ckpt)
+    bad = nonfinite_weight(data["model"])
+    if bad is not None:
+        raise ConfigError(f"{ckpt}: the weights are not finite (NaN or inf in {bad}); there is nothing to analyze")
+    model = model_from_checkpoint(data, ckpt).to(device)
+    return model, cfg, device, ckpt, out
 
 
 def _train_split(
-    args: argparse.Namespace, cfg: dict[str, Any], model: SpikingModel, limit: int | None
+    args: argparse.Namespace, cfg: TrainConfig | None, model: SpikingModel, limit: int | None
 ) -> tuple[str, Dataset]:
     """(dataset name, the training split the model fits, its first ``limit`` samples)."""
-    name = args.dataset or cfg.get("dataset")
+    name = args.dataset or (cfg.dataset if cfg is not None else None)
     if not name:
         raise ConfigError("the checkpoint does not name its dataset; pass --dataset NAME")
     info = dataset_info(name)
@@ -71,8 +85,9 @@ def _train_split(
             f"{info.num_classes} classes) does not fit the model "
             f"({'x'.join(map(str, model.input_shape))}, {model.num_classes} classes)"
         )
-    kw = {"encoding": cfg.get("encoding", "direct")} if info.kind == "static" else {}
-    ds = get_dataset(name, args.data_root or cfg.get("data_root"), "train", model.T, **kw)
+    kw = {"encoding": cfg.encoding if cfg is not None else "direct"} if info.kind == "static" else {}
+    # the checkpoint's data_root is not followed: --data-root or the dataset's defaults
+    ds = get_dataset(name, args.data_root, "train", model.T, **kw)
     if limit is not None:
         ds = Subset(ds, range(min(limit, len(ds))))
     return name, ds
@@ -84,9 +99,9 @@ def run_fisher(args: argparse.Namespace) -> int:
     if args.during_training:
         run_dir = Path(args.checkpoint)
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+        out = _out_dir(args, run_dir / "last.pt")
         data = read_fisher_json(run_dir / "fisher.json")
         records = data["records"]
-        out = _out_dir(args, run_dir / "last.pt")
         png = plot_fisher(out / "fisher_during_training.png", records, "recorded during training")
         for r in records:
             trace = " ".join(f"{v:.4g}" for v in r["trace"])
@@ -94,11 +109,12 @@ def run_fisher(args: argparse.Namespace) -> int:
         print(f"wrote {png}")
         return 0
 
-    model, cfg, device, ckpt = _load(args)
+    model, cfg, device, ckpt, out = _load(args)
     name, ds = _train_split(args, cfg, model, None)
     loader = fisher_loader(ds, args.batch_size, seed=args.seed)
-    res = fisher_trace_per_timestep(model, loader, device=device, max_batches=args.batches)
-    out = _out_dir(args, ckpt)
+    res = fisher_trace_per_timestep(
+        model, loader, device=device, max_batches=args.batches, progress=False if args.quiet else None
+    )
     record = {"epoch": None, "checkpoint": str(ckpt), **res.to_dict()}
     meta = {"checkpoint": str(ckpt), "dataset": name, "T": res.T, "batch_size": args.batch_size, "seed": args.seed}
     js = write_fisher_json(out / "fisher.json", [record], meta)
@@ -113,10 +129,10 @@ def run_fisher(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- sharpness
 def run_sharpness(args: argparse.Namespace) -> int:
     """``trt-nm analyze sharpness``: top Hessian eigenvalue and loss slices of a checkpoint."""
-    model, cfg, device, ckpt = _load(args)
+    model, cfg, device, ckpt, out = _load(args)
     if args.loss == "train":
-        loss_name = cfg.get("loss", "trt")
-        loss_fn = Loss(loss_name, **dict(cfg.get("loss_kwargs") or {}))
+        loss_name = cfg.loss if cfg is not None else "trt"
+        loss_fn = Loss(loss_name, **(cfg.loss_kwargs if cfg is not None else {}))
     else:
         if args.loss not in list_losses():
             raise unknown_name("loss", args.loss, [*list_losses(), "train"])
@@ -136,8 +152,8 @@ def run_sharpness(args: argparse.Namespace) -> int:
         grid=args.grid,
         radius=args.radius,
         seed=args.seed,
+        progress=False if args.quiet else None,
     )
-    out = _out_dir(args, ckpt)
     js = write_json(out / "sharpness.json", {"checkpoint": str(ckpt), "dataset": name, **res.to_dict()})
     png = plot_sharpness(out / "sharpness.png", res, f"{ckpt.name} on {name} ({res.samples} train samples)")
     state = "converged" if res.eigenvalue.converged else "not converged"
@@ -154,8 +170,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="registered dataset (default: the checkpoint's)")
     p.add_argument("--data-root", default=None, help="directory holding the dataset's files")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--seed", type=int, default=0, help="seeds batch order / random directions")
+    p.add_argument("--seed", type=common.seed, default=0, help="seeds batch order / random directions")
     p.add_argument("--out", default=None, help="output directory (default: analysis/ beside the checkpoint)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (shown on a terminal otherwise)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -167,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = what.add_parser("fisher", help="trace of the empirical Fisher information per timestep")
     _common(f)
     f.add_argument("--batches", type=positive_int, default=100, help="training batches to average (100)")
-    f.add_argument("--batch-size", type=positive_int, default=64)
+    f.add_argument("--batch-size", type=common.batch_size, default=64)
     f.add_argument(
         "--during-training",
         action="store_true",
@@ -179,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(s)
     s.add_argument("--loss", default="sdt", help="loss to probe: sdt (CE of the mean output, default), ce, tet, trt, or 'train' (the run's own)")
     s.add_argument("--samples", type=positive_int, default=512, help="training samples defining the loss (512)")
-    s.add_argument("--batch-size", type=positive_int, default=128)
+    s.add_argument("--batch-size", type=common.batch_size, default=128)
     s.add_argument("--iters", type=positive_int, default=20, help="power iterations (20)")
     s.add_argument("--points", type=nonneg_int, default=21, help="points of the 1-D slice (21; 0 = none)")
     s.add_argument("--grid", type=nonneg_int, default=11, help="points per axis of the 2-D surface (11; 0 = none)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trt_nm.limits import arg_type, check_batch, check_epochs, check_seed, check_T, check_workers
+
 
 def _int_at_least(text: str, low: int) -> int:
     try:
@@ -42,3 +44,13 @@ def nonneg_float(text: str) -> float:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return v
+
+
+# argparse types that apply the bounds of trt_nm.limits: a value typed on the command line meets
+# the same validator as the same value read from a checkpoint or a file (ConfigError becomes
+# argparse's one-line usage error, exit 2)
+timesteps = arg_type(check_T)
+batch_size = arg_type(check_batch)
+workers = arg_type(check_workers)
+seed = arg_type(check_seed)
+epochs = arg_type(check_epochs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from trt_nm.cli.common import positive_int
+from trt_nm.cli import common
 from trt_nm.datasets import dataset_info, download_dataset, list_datasets, missing_files
 from trt_nm.datasets.errors import MissingDatasetError
 from trt_nm.errors import ConfigError
@@ -86,5 +86,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", default=None, help="a dataset to describe, check or download")
     p.add_argument("--data-root", default=None, help="directory holding (or receiving) the dataset files")
     p.add_argument("--download", action="store_true", help="fetch NAME with the dataset's own downloader")
-    p.add_argument("-T", "--T", dest="T", type=positive_int, default=4, help="timesteps for the shapes shown")
+    p.add_argument("-T", "--T", dest="T", type=common.timesteps, default=4, help="timesteps for the shapes shown")
     p.set_defaults(func=run)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from trt_nm.atomic import atomic_write_bytes
-from trt_nm.cli.common import finite_float, positive_int
+from trt_nm.atomic import atomic_write_bytes, check_writable
+from trt_nm.cli.common import positive_int
 from trt_nm.errors import ConfigError
+from trt_nm.limits import arg_type, check_float, check_T
 from trt_nm.training.trainer import resolve_device
+
+#: argparse types: the same bounds as the same values read from a file
+T_ARG = arg_type(check_T)
+DT_ARG = arg_type(check_float, name="--dt", low=0.0, low_open=True)
 
 
 def add_sim_args(p: argparse.ArgumentParser) -> None:
@@ -24,10 +28,15 @@ def add_sim_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--split", default="test", help="evaluated split (default test)")
     p.add_argument("--calib-split", default="val", help="held-out split for calibrate:B (default val)")
-    p.add_argument("-T", "--T", dest="T", type=positive_int, default=None, help="timesteps (default: graph metadata T)")
-    p.add_argument("--dt", type=finite_float, default=None, help="time step in s (default: graph metadata dt)")
+    p.add_argument("-T", "--T", dest="T", type=T_ARG, default=None,
+                   help="timesteps, 1..100000 (default: graph metadata T, else 4)")
+    p.add_argument("--dt", type=DT_ARG, default=None, help="time step in s, > 0 (default: graph metadata dt)")
     p.add_argument("--exit", dest="exits", action="append", default=None, metavar="SPEC",
-                   help="confidence:0.9 | entropy:0.3 | margin:2 | calibrate:0.5[:KIND] (repeatable)")
+                   help="confidence:0.9 (in (0, 1]) | entropy:0.3 (>= 0) | margin:2 (>= 0) | "
+                   "calibrate:B[:KIND] (loss <= B pp on --calib-split) | with --delta: calibrate:EPS[:KIND] "
+                   "(loss <= EPS, a fraction: 0.01 = 1 pp, with probability >= 1 - delta) (repeatable)")
+    p.add_argument("--delta", type=float, default=None, metavar="D",
+                   help="calibrate with a guarantee: loss <= EPS with probability >= 1 - D, D in (0, 1)")
     p.add_argument("--target", dest="targets", action="append", default=None, metavar="NAME",
                    help="hardware target for energy and check (repeatable; default all; "
                    "trt-nm targets lists them)")
@@ -39,9 +48,9 @@ def add_sim_args(p: argparse.ArgumentParser) -> None:
 def report_from_args(args: argparse.Namespace, *, default_exit: str) -> dict:
     """Parse exits and targets (before loading anything), load the model, build the report."""
     from trt_nm.exporters.targets import resolve_targets
-    from trt_nm.report.build import build_report, load_graph, parse_exit_option
+    from trt_nm.report.build import build_report, load_graph, parse_exit_options
 
-    exits = [parse_exit_option(s) for s in (args.exits or [default_exit])]  # parse before loading
+    exits = parse_exit_options(args.exits or [default_exit], args.delta)  # parse before loading
     targets = [t.name for t in resolve_targets(args.targets)] if args.targets else None
     device = resolve_device(args.device)
     graph, info = load_graph(args.model, dt=args.dt)
@@ -61,11 +70,22 @@ def print_summary(rep: dict) -> None:
     print(f"full T: {fo['spikes']:.0f} spikes, {fo['synops']:.4g} synops "
           f"({fo['effective_acs']:.4g} ACs + {fo['effective_macs']:.4g} MACs) per sample, "
           f"activation sparsity {fo['activation_sparsity']:.3f}")
+    from trt_nm.report.build import exit_rule_label, exit_source
+
     for e in rep["early_exit"]:
-        how = e["source"] + (f", budget {e['budget_pp']:g} pp" if e["budget_pp"] is not None else "")
-        print(f"exit {e['rule']:<22} ({how}): accuracy {e['accuracy']:.2f}% "
+        print(f"exit {exit_rule_label(e):<22} ({exit_source(e)}): accuracy {e['accuracy']:.2f}% "
               f"(full T {e['full_accuracy']:.2f}%), mean timesteps {e['mean_timesteps']:.2f}, "
               f"exits per t {e['exit_histogram']}, synops/sample {e['ops']['synops']:.4g}")
+        g, ex = e.get("guarantee"), e.get("executed")
+        if g:
+            print(f"  guarantee: EPS {g['eps']:g}, delta {g['delta']:g}, bound {g['bound']:.4f} on the loss "
+                  f"({g['harm']} harmed of {g['n']}); measured loss {g['val_loss_pp']:.2f} pp "
+                  f"({rep['dataset']['calib_split']}), {g['test_loss_pp']:.2f} pp ({rep['dataset']['eval_split']})")
+        if ex:
+            print(f"  executed: {ex['samples_per_s']:.0f} samples/s vs {ex['full_T_samples_per_s']:.0f} at full T "
+                  f"({ex['speedup']:.2f}x), identical to post-hoc")
+        if e.get("note"):
+            print(f"  note: {e['note']}")
     from trt_nm.report.build import energy_cell
 
     cells = [f"{t} {energy_cell(rep, rep['full_T'], t)}" for t in rep.get("targets", {})]
@@ -74,15 +94,16 @@ def print_summary(rep: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        check_writable(args.json, what="--json")  # before simulating
     rep = report_from_args(args, default_exit="calibrate:0.5")
     print_summary(rep)
     if args.json:
-        from trt_nm.report.build import check_out_dir
-
-        check_out_dir(Path(args.json).parent)
-        if Path(args.json).is_dir():
-            raise ConfigError(f"--json path is a directory: {args.json}")
-        atomic_write_bytes(args.json, lambda fh: fh.write(json.dumps(rep, indent=2).encode()))
+        text = json.dumps(rep, indent=2)
+        try:
+            atomic_write_bytes(args.json, lambda fh: fh.write(text.encode()))
+        except OSError as exc:  # checked writable above; e.g. the disk filled up meanwhile
+            raise ConfigError(f"cannot write --json {args.json}: {exc.strerror or exc}") from None
         print(f"wrote {args.json}")
     return 0
 

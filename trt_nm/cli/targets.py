@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-from trt_nm.errors import MissingDependencyError
+from trt_nm.exporters.targets import get_target, list_aliases, list_targets
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the target list (or one target's details); returns 0."""
-    try:
-        from trt_nm.exporters.targets import get_target, list_aliases, list_targets
-    except ImportError:
-        raise MissingDependencyError("hardware targets need nir: pip install 'trt-nm[nir]'") from None
     if args.name is not None:
         t = get_target(args.name)
         print(t.line())

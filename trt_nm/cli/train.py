@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from trt_nm.cli import common
 from trt_nm.cli.common import finite_float, nonneg_float, positive_int
 from trt_nm.config import TrainConfig
 from trt_nm.errors import ConfigError
 from trt_nm.losses import Loss, get_loss, list_losses
-from trt_nm.models import get_model_entry
+from trt_nm.models import get_model_entry, list_models
 from trt_nm.training.distributed import shutdown
 from trt_nm.training.trainer import Trainer, config_from_checkpoint
 
@@ -27,7 +28,8 @@ DEFAULT_EPOCHS = 5
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
     """The training flags shared by ``trt-nm train`` (a :class:`TrainConfig` per flag)."""
-    p.add_argument("--model", "--arch", dest="arch", default="cnn-small", help="zoo architecture (see trt-nm models)")
+    p.add_argument("--model", "--arch", dest="arch", default="cnn-small",
+                   help=f"zoo architecture: {', '.join(list_models())} (default cnn-small; see README)")
     p.add_argument("--backend", default="torch", help="neuron backend: torch, snntorch, norse")
     p.add_argument("--dataset", default="mnist5k", help="registered dataset (see trt-nm datasets)")
     p.add_argument("--data-root", default=None, help="directory holding the dataset's files")
@@ -37,10 +39,11 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=finite_float, default=None, help="TRT epsilon (1e-5)")
     p.add_argument("--eta", type=nonneg_float, default=None, help="TRT MSE weight (0.05)")
     p.add_argument("--phi", type=finite_float, default=None, help="TET MSE target (1.0)")
-    p.add_argument("-T", "--T", "--timesteps", dest="T", type=int, default=4, help="timesteps")
+    p.add_argument("-T", "--T", "--timesteps", dest="T", type=common.timesteps, default=4, help="timesteps")
     p.add_argument("--encoding", default="direct", help="direct (repeat) or poisson")
-    p.add_argument("--epochs", type=positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--epochs", type=common.epochs, default=None,
+                   help=f"epochs (default {DEFAULT_EPOCHS}; with --resume: the new total, the schedule is re-planned)")
+    p.add_argument("--batch-size", type=common.batch_size, default=64)
     p.add_argument("--lr", type=finite_float, default=1e-3)
     p.add_argument("--weight-decay", type=nonneg_float, default=0.0)
     p.add_argument("--optimizer", default="adam", help="adam (paper) or sgd")
@@ -52,8 +55,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--amp", default="none", help="none, bf16 or fp16 (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--seed", type=common.seed, default=0)
+    p.add_argument("--workers", type=common.workers, default=None, help="DataLoader workers (default 0)")
     p.add_argument("--train-limit", type=positive_int, default=None, help="use only the first N training samples")
     p.add_argument("--test-limit", type=positive_int, default=None, help="use only the first N test samples")
     p.add_argument("--max-steps", type=positive_int, default=None, help="at most N steps per epoch")
@@ -102,7 +105,7 @@ def config_from_args(args: argparse.Namespace, out_dir: str) -> TrainConfig:
         threshold=args.threshold,
         reset=args.reset,
         surrogate=args.surrogate,
-        num_workers=args.workers,
+        num_workers=args.workers if args.workers is not None else 0,
         train_limit=args.train_limit,
         test_limit=args.test_limit,
         max_steps_per_epoch=args.max_steps,
@@ -124,12 +127,16 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     """``trt-nm train``: train (or resume) a run; prints the per-timestep test accuracy."""
     if args.resume:
-        # the run's own config wins; --epochs/--device/--out may extend or move it
+        # the run's own config wins (validated like these flags); --epochs/--device/--workers may
+        # extend or move it. Paths in a checkpoint are not trusted: the run writes beside the
+        # checkpoint (or to --out) and reads data from --data-root (or the dataset's defaults).
         cfg = config_from_checkpoint(
             args.resume,
             epochs=args.epochs,
             device=args.device if args.device != "auto" else None,
             out_dir=args.out,
+            data_root=args.data_root,
+            num_workers=args.workers,
         )
     else:
         get_model_entry(args.arch)
@@ -152,5 +159,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (TRT loss by default)")
     add_training_args(p)
     p.add_argument("--out", default=None, help="run directory (checkpoints, log.csv); default runs/train")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its last.pt (file or run dir)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue a run from its last.pt (file or run dir); writes beside it unless --out")
     p.set_defaults(func=run)

@@ -11,7 +11,8 @@ Neuron modules hold no parameters, so parameter names and shapes are the same fo
 backend and a ``state_dict`` moves between backends unchanged.
 
 * :mod:`.registry`: ``register_model`` / ``list_models`` / ``get_model_entry`` /
-  ``build_model`` / ``build_from_spec``.
+  ``build_model`` / ``build_from_spec`` / ``validate_spec`` (a stored spec, checked
+  before anything is built).
 * :mod:`.spiking`: ``SpikingSequential``, ``TimeMajor``, ``SpikingModel``.
 * :mod:`.blocks`: ``BasicBlock``, ``SEWBlock``; :mod:`.bn_fold`: BatchNorm folding.
 * one module per family: :mod:`.mlp`, :mod:`.cnn`, :mod:`.vgg`, :mod:`.resnet`.
@@ -25,9 +26,11 @@ from trt_nm.models.registry import (
     ModelEntry,
     build_from_spec,
     build_model,
+    declared_state_shapes,
     get_model_entry,
     list_models,
     register_model,
+    validate_spec,
 )
 from trt_nm.models.spiking import SpikingModel, SpikingSequential, TimeMajor, randomize_batchnorm
 
@@ -40,8 +43,10 @@ __all__ = [
     "TimeMajor",
     "build_from_spec",
     "build_model",
+    "declared_state_shapes",
     "get_model_entry",
     "list_models",
     "randomize_batchnorm",
     "register_model",
+    "validate_spec",
 ]

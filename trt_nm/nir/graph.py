@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from trt_nm.config import RESET_MODES
-from trt_nm.errors import NirError
+from trt_nm.errors import ConfigError, NirError
+from trt_nm.limits import check_T
 from trt_nm.nir.nodes import STATEFUL_TYPES
 
 #: dt (seconds) that snnTorch and SpikingJelly assume when exporting NIR (and to_nir's default);
@@ -167,7 +168,8 @@ def require_dt(graph: Any, dt: float | None = None, *, who: str = "this graph") 
         if timed:
             raise NirError(
                 f"{who}: the graph has neurons ({timed[0]!r}, ...) but no metadata 'dt'; give the "
-                f"time step explicitly (snnTorch and SpikingJelly export with dt = {CONVENTIONAL_DT:g} s)"
+                f"time step explicitly (dt=..., --dt on the command line; snnTorch and SpikingJelly "
+                f"export with dt = {CONVENTIONAL_DT:g} s)"
             )
     return val
 
@@ -187,6 +189,28 @@ def meta_str(graph: Any, key: str, default: str) -> str:
 def meta_value(graph: Any, key: str) -> Any:
     """The raw metadata entry ``key`` (None when absent or the metadata is not a mapping)."""
     return _metadata(graph).get(key)
+
+
+def graph_T(graph: Any) -> int | None:
+    """``metadata['T']`` (timesteps the graph was trained for) as an int, or None when absent.
+
+    Checked by :func:`trt_nm.limits.check_T` like ``-T`` on the command line: a value that is
+    not an integer in ``[1, MAX_T]`` (``b'four'``, ``[4, 5]``, ``2.7``, ``0``, ``10**9``)
+    raises a one-line :class:`NirError`.
+    """
+    v = _metadata(graph).get("T")
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0] if v.size == 1 else v.tolist()
+    if isinstance(v, bytes):
+        v = v.decode("utf8", "replace")
+    if isinstance(v, np.generic):
+        v = v.item()
+    try:
+        return check_T(v, where="graph metadata")
+    except ConfigError as exc:
+        raise NirError(str(exc)) from None
 
 
 def graph_reset(graph: Any) -> str:

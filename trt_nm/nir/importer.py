@@ -33,7 +33,7 @@ from trt_nm.nir.graph import (
 )
 from trt_nm.nir.modules import stateful_module, stateless_module
 from trt_nm.nir.nodes import NODE_KINDS, coefficients, kinds_where, node_kind
-from trt_nm.nir.validate import read_nir, validate_graph
+from trt_nm.nir.validate import normalize_graph, read_nir
 
 #: NIR node types ``from_nir`` runs (the node table's simulated kinds)
 SUPPORTED_TYPES = frozenset(kinds_where(simulated=True))
@@ -218,8 +218,7 @@ def from_nir(graph_or_path: Any, *, backend: str, dt: float | None = None,
     """
     if isinstance(graph_or_path, (str, os.PathLike)):
         graph = read_nir(graph_or_path)
-    else:
-        graph = graph_or_path
-        validate_graph(graph)
+    else:  # an in-memory graph: validated, a Norse-style batch dimension of 1 dropped
+        graph = normalize_graph(graph_or_path)
     get_backend(backend)
     return build_network(graph, backend, dt, dtype)

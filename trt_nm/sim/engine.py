@@ -61,6 +61,7 @@ from typing import Any
 import torch
 
 from trt_nm.errors import ConfigError
+from trt_nm.limits import check_T
 from trt_nm.metrics.accuracy import cumulative_mean
 from trt_nm.nir.graph import (
     declared_input_shape,
@@ -91,9 +92,10 @@ from trt_nm.sim.planner import (
     _batch_pieces,
     _join,
     _time_chunks,
+    check_positive,
     plan,
 )
-from trt_nm.sim.result import LayerStats, SimResult, SimulationError, concat_results
+from trt_nm.sim.result import ExitRun, LayerStats, SimResult, SimulationError, concat_results
 from trt_nm.sim.workspace import _Workspace
 
 #: NIR node types the engine runs (the node table's ``simulated`` kinds)
@@ -271,6 +273,56 @@ class Simulator:
                     chunk_batch=chunk_batch, chunk_bytes=self.chunk_bytes, state_bytes=self.state_bytes,
                     on_cpu=self.device.type == "cpu")
 
+    def _prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [T, B, ...]`` checked against the graph's input shape, in the compute dtype and
+        on the simulator's device (one-line ConfigError otherwise)."""
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ConfigError("simulate expects a time-major tensor [T, B, ...]")
+        T, B = int(x.shape[0]), int(x.shape[1])
+        if T < 1 or B < 1:
+            raise ConfigError(f"empty input of shape {list(x.shape)}")
+        check_T(T, where="the input's time dimension")  # the bound every other path applies
+        if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
+            if math.prod(x.shape[2:]) == math.prod(self.input_shape):
+                x = x.reshape(T, B, *self.input_shape)
+            else:
+                raise ConfigError(
+                    f"input shape {list(x.shape[2:])} does not match the graph's input "
+                    f"{list(self.input_shape)} (expected [T, B, {', '.join(map(str, self.input_shape))}])"
+                )
+        return x.to(self.device, self.dtype)
+
+    def _workspaces(self) -> dict[str, _Workspace]:
+        """Per node: buffers reused by every chunk and, on the CPU, every call (per thread: a
+        Simulator may be shared by threads; results never alias them). CUDA's caching
+        allocator already reuses memory, so there they last one call only."""
+        if self.device.type == "cpu":
+            return self._local.__dict__.setdefault("workspaces", {})
+        return {}
+
+    @torch.no_grad()
+    def run_exit(self, x: torch.Tensor, rule: Any, *, count_ops: bool = True, chunk_steps: int = 1) -> ExitRun:
+        """Simulate ``x [T, B, *input_shape]`` with EXECUTED early exit: step through time,
+        drop every sample whose ``rule`` has fired from the batch and go on with the rest.
+
+        Args:
+            x: time-major input, as for :meth:`__call__`.
+            rule: an :class:`trt_nm.early_exit.ExitRule` (anything with its ``exits_in``).
+            count_ops: count synaptic operations (up to each sample's exit step).
+            chunk_steps: timesteps per chunk (default 1: the rule is checked after every step;
+                chunks are widened while few samples remain, see :mod:`trt_nm.sim.exit_run`).
+
+        Returns:
+            :class:`~trt_nm.sim.result.ExitRun`: prediction and 1-based exit step per sample,
+            logits / cumulative logits / spikes / synops ``[T, B]`` for the steps each sample
+            ran (NaN / 0 after its exit). Predictions and exit steps equal
+            ``rule.exit_steps(self(x).cum_logits)`` exactly (``tests/test_early_exit_executed.py``).
+        """
+        from trt_nm.sim.exit_run import run_exit
+
+        check_positive("chunk_steps", chunk_steps)
+        return run_exit(self, self._prepare_input(x), rule, count_ops=count_ops, chunk_steps=chunk_steps)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -293,32 +345,14 @@ class Simulator:
         The result does not depend on how the timesteps are chunked (bit-identical); with
         ``chunk_batch`` below 16 the convolution algorithm, hence the last bit, may change.
         """
-        if not isinstance(x, torch.Tensor) or x.dim() < 2:
-            raise ConfigError("simulate expects a time-major tensor [T, B, ...]")
-        T, B = int(x.shape[0]), int(x.shape[1])
-        if T < 1 or B < 1:
-            raise ConfigError(f"empty input of shape {list(x.shape)}")
-        if self.input_shape is not None and tuple(x.shape[2:]) != self.input_shape:
-            if math.prod(x.shape[2:]) == math.prod(self.input_shape):
-                x = x.reshape(T, B, *self.input_shape)
-            else:
-                raise ConfigError(
-                    f"input shape {list(x.shape[2:])} does not match the graph's input "
-                    f"{list(self.input_shape)} (expected [T, B, {', '.join(map(str, self.input_shape))}])"
-                )
-        xd = x.to(self.device, self.dtype)
+        xd = self._prepare_input(x)
+        T, B = int(xd.shape[0]), int(xd.shape[1])
         # direct coding (the same frame at every step): stateless nodes before the first neuron
         # run once on [B, ...]; a "static" value stands for itself repeated at every timestep
         static_in = _frames_identical(xd)
         ct, cb = self.plan_chunks(xd, chunk_steps, chunk_batch)
         batch_parts = []
-        # per node: buffers reused by every chunk and, on the CPU, every call (per thread: a
-        # Simulator may be shared by threads; results never alias them). CUDA's caching
-        # allocator already reuses memory, so there they last one call only.
-        if self.device.type == "cpu":
-            workspaces: dict[str, _Workspace] = self._local.__dict__.setdefault("workspaces", {})
-        else:
-            workspaces = {}
+        workspaces = self._workspaces()
         for b0, b1 in _batch_pieces(B, cb, T):
             xb = xd[:, b0:b1] if b1 - b0 < B else xd
             state: dict[str, Any] = {}  # neuron states carried from one chunk of steps to the next
@@ -515,6 +549,6 @@ def simulate(
 
 
 __all__ = [
-    "simulate", "Simulator", "SimResult", "LayerStats", "SimulationError", "concat_results",
+    "simulate", "Simulator", "SimResult", "ExitRun", "LayerStats", "SimulationError", "concat_results",
     "DEFAULT_CHUNK_BYTES", "DEFAULT_STATE_BYTES", "MIN_CHUNK_ROWS",
 ]

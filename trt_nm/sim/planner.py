@@ -85,8 +85,11 @@ def _time_chunks(T: int, steps: int, batch: int) -> list[tuple[int, int]]:
     """``[(t0, t1), ...]`` covering ``range(T)`` in pieces of ``steps``; a piece with fewer than
     :data:`MIN_CHUNK_ROWS` rows (``(t1 - t0) * batch``) is merged into its neighbour, so every
     chunk's stateless nodes run on a batch of >= 16 rows (or on the whole input when smaller)."""
-    steps = max(steps, min(T, math.ceil(MIN_CHUNK_ROWS / batch)))
-    steps = math.ceil(T / math.ceil(T / steps))  # as even as possible: fewer kernel shapes
+    need = min(T, math.ceil(MIN_CHUNK_ROWS / batch))
+    steps = max(steps, need)
+    even = math.ceil(T / math.ceil(T / steps))  # as even as possible: fewer kernel shapes
+    if even >= need:  # evening out must not fall below 16 rows (T=6, 5 samples: 3 steps = 15 rows)
+        steps = even
     bounds = list(range(0, T, steps)) + [T]
     if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * batch < MIN_CHUNK_ROWS:
         del bounds[-2]  # the short tail joins the previous chunk

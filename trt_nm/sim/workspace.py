@@ -38,8 +38,11 @@ class _Workspace:
     def swap(self, key_a: str, key_b: str, a: torch.Tensor, b: torch.Tensor) -> None:
         """Record that views ``a`` and ``b`` (of buffers ``key_a``/``key_b``) traded places."""
         bufs = self.bufs
-        if a.data_ptr() == bufs[key_b][2].data_ptr():
-            bufs[key_a], bufs[key_b] = bufs[key_b], bufs[key_a]
+        if key_b in bufs and a.data_ptr() == bufs[key_b][2].data_ptr():
+            if key_a in bufs:
+                bufs[key_a], bufs[key_b] = bufs[key_b], bufs[key_a]
+            else:  # ``b`` was never a buffer here (a state handed in from outside)
+                bufs[key_a] = bufs.pop(key_b)
 
 
 def _empty(ws: _Workspace | None, key: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:

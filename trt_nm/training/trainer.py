@@ -13,11 +13,14 @@ the ranks, evaluation sharded and summed, and logging/checkpoints on rank 0 only
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,14 +33,23 @@ from trt_nm.analysis.fisher import FisherRecorder
 from trt_nm.atomic import atomic_write_bytes
 from trt_nm.config import TrainConfig
 from trt_nm.datasets import dataset_info, get_dataset
-from trt_nm.errors import CheckpointError, ConfigError, TrainingDiverged
+from trt_nm.errors import CheckpointError, ConfigError, TrainingDiverged, TrtNmError
+from trt_nm.limits import check_float
 from trt_nm.losses import Loss
 from trt_nm.metrics.accuracy import correct_final, correct_per_timestep
 from trt_nm.models import SpikingModel, build_model
 from trt_nm.training import distributed
 from trt_nm.training.callbacks import Callback
-from trt_nm.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from trt_nm.training.checkpoint import (
+    capture_rng,
+    check_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    stored_config,
+)
 from trt_nm.training.qat import QATCallback
+from trt_nm.training.rundir import check_run_dir, prepare_run_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -146,8 +158,7 @@ class Trainer:
         if cfg.amp != "none" and self.device.type != "cuda":
             raise ConfigError(f"--amp {cfg.amp} needs a CUDA device (got {self.device})")
         self.out_dir = Path(cfg.out_dir)
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise ConfigError(f"output directory is a file: {self.out_dir}")
+        check_run_dir(self.out_dir)  # a file, under a file, not writable: before any work
         if train_set is None or test_set is None:
             # only static images are encoded over T; event data comes binned
             kw = {"encoding": cfg.encoding} if dataset_info(cfg.dataset).kind == "static" else {}
@@ -193,11 +204,11 @@ class Trainer:
             self.optimizer = torch.optim.SGD(
                 self.model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
             )
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs, eta_min=0.0)
-            if cfg.scheduler == "cosine"
-            else torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0)
-        )
+        # the optimizer's hyperparameters come from the config, never from a checkpoint
+        self._group_defaults = [
+            copy.deepcopy({k: v for k, v in g.items() if k != "params"}) for g in self.optimizer.param_groups
+        ]
+        self.scheduler = self._make_scheduler()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -215,6 +226,30 @@ class Trainer:
         self.best_acc = -1.0
         self.history: list[dict[str, Any]] = []
         self._tb = None
+        self._saved_epoch: int | None = None  # the epoch this run last wrote to last.pt
+
+    def _make_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.cfg.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.cfg.epochs, eta_min=0.0)
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0)
+
+    def _replan_schedule(self, epochs_done: int) -> None:
+        """The learning-rate schedule of ``cfg.epochs`` epochs, advanced past ``epochs_done``.
+
+        The schedule is a function of the config and the epoch, so it is rebuilt and replayed
+        (the same float operations as an uninterrupted run: a run resumed with the same
+        ``epochs`` is bit-identical) rather than read from the checkpoint. Extending a run
+        (``--epochs`` larger than the checkpoint's) thereby re-plans the cosine over the new
+        total instead of training at the old schedule's final learning rate of 0.
+        """
+        for g, d in zip(self.optimizer.param_groups, self._group_defaults, strict=True):
+            g.pop("initial_lr", None)
+            g.update(copy.deepcopy(d))
+        self.scheduler = self._make_scheduler()
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": a replay
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(min(epochs_done, self.cfg.epochs)):
+                self.scheduler.step()
 
     # ------------------------------------------------------------------ checkpoints
     def _payload(self, epoch: int) -> dict[str, Any]:
@@ -232,30 +267,84 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
-        """Restore everything from a checkpoint written by this trainer."""
+        """Restore everything from a checkpoint written by this trainer.
+
+        Every entry is validated before anything is applied (one-line :class:`CheckpointError`
+        naming the file): the epoch (0..``MAX_EPOCHS``), the RNG state, the optimizer moments
+        (one tensor per parameter, of its shape), best accuracy and history. The optimizer's
+        hyperparameters and the learning-rate schedule come from this run's config
+        (:meth:`_replan_schedule`), not from the file.
+        """
         data = load_checkpoint(path)
-        if data.get("config", {}).get("arch") not in (None, self.cfg.arch) or data["model_spec"]["arch"] != self.model.spec["arch"]:
-            raise CheckpointError(f"{path}: checkpoint is for arch {data['model_spec']['arch']!r}, not {self.model.spec['arch']!r}")
+        old_cfg = stored_config(data, path)
+        arch = data["model_spec"]["arch"]
+        if (old_cfg is not None and old_cfg.arch != self.cfg.arch) or arch != self.model.spec["arch"]:
+            raise CheckpointError(f"{path}: checkpoint is for arch {arch!r}, not {self.model.spec['arch']!r}")
+        for key in ("epoch", "optimizer", "rng"):
+            if key not in data:
+                raise CheckpointError(f"{path}: checkpoint has no {key!r} entry; it cannot be resumed")
         try:
-            self.model.load_state_dict(data["model"])
-            self.optimizer.load_state_dict(data["optimizer"])
-            self.scheduler.load_state_dict(data["scheduler"])
-            if "scaler" in data:
-                self.scaler.load_state_dict(data["scaler"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: checkpoint does not match this run ({str(exc).splitlines()[0][:160]})") from None
-        restore_rng(data["rng"])
-        self.start_epoch = int(data["epoch"])
-        self.best_acc = float(data.get("best_acc", -1.0))
-        self.history = list(data.get("history", []))
+            epoch = int(data["epoch"])  # validated by load_checkpoint
+            rng = check_rng(data["rng"])
+            best = check_float(data.get("best_acc", -1.0), "best_acc", -1.0, 100.0)
+            history = _check_history(data.get("history", []), epoch)
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        if not isinstance(data["optimizer"], dict):
+            raise CheckpointError(f"{path}: the optimizer state is not a mapping")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model.load_state_dict(data["model"])
+                self.optimizer.load_state_dict(data["optimizer"])
+                self._check_optimizer_state()
+                if "scaler" in data and self.scaler.is_enabled():
+                    sc = data["scaler"]
+                    if not isinstance(sc, dict):
+                        raise ValueError("scaler state is not a mapping")
+                    check_float(sc.get("scale"), "scaler scale", 0.0, low_open=True)
+                    self.scaler.load_state_dict(sc)
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            text = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise CheckpointError(f"{path}: checkpoint does not match this run ({text})") from None
+        restore_rng(rng)
+        self.start_epoch = epoch
+        self.best_acc = best
+        self.history = history
+        self._replan_schedule(epoch)
         self.log(f"resumed from {path} at epoch {self.start_epoch}")
+        planned = old_cfg.epochs if old_cfg is not None else None
+        if planned is not None and planned != self.cfg.epochs and epoch < self.cfg.epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.log(
+                f"learning-rate schedule re-planned: {self.cfg.scheduler} over {self.cfg.epochs} epochs "
+                f"(the checkpoint planned {planned}); epoch {epoch + 1} trains at lr {lr:.4g}"
+            )
+
+    def _check_optimizer_state(self) -> None:
+        """The loaded optimizer moments: one dense real tensor (or None) per state entry, of its
+        parameter's shape (a scalar ``step``); hyperparameters reset to this run's config."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                for k, v in self.optimizer.state.get(p, {}).items():
+                    if v is None:
+                        continue
+                    if not isinstance(v, torch.Tensor) or v.layout != torch.strided or v.is_complex():
+                        raise ValueError(f"optimizer state {k!r} is not a dense tensor")
+                    if k == "step":
+                        if v.numel() != 1 or not bool(torch.isfinite(v).all()) or float(v) < 0:
+                            raise ValueError("optimizer step count is not a non-negative number")
+                    elif v.shape != p.shape:
+                        raise ValueError(f"optimizer state {k!r} has shape {list(v.shape)}, its parameter {list(p.shape)}")
+        for g, d in zip(self.optimizer.param_groups, self._group_defaults, strict=True):
+            g.update(copy.deepcopy(d))
 
     def _write_csv(self) -> None:
         if not self.history:
             return
-        keys = list(self.history[0].keys())
+        keys = list(dict.fromkeys(k for row in self.history for k in row))  # rows may add columns
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
+        w = csv.DictWriter(buf, fieldnames=keys, restval="")
         w.writeheader()
         for row in self.history:
             w.writerow(row)
@@ -319,8 +408,7 @@ class Trainer:
             loss = self.loss_fn(out, y, self.model.named_parameters())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
-                    f"stopped, last good checkpoint kept in {self.out_dir}"
+                    f"loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; stopped, {self._kept()}"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -341,6 +429,15 @@ class Trainer:
         )
         return {"train_loss": total_loss / max(n, 1), "train_acc": 100.0 * total_correct / max(n, 1)}
 
+    def _kept(self) -> str:
+        """What is true of the run directory when training stops early (for the message)."""
+        last = self.out_dir / "last.pt"
+        if self._saved_epoch is not None:
+            return f"the last good checkpoint is {last} (epoch {self._saved_epoch})"
+        if last.is_file():
+            return f"{last} was left as it was (this run wrote no checkpoint)"
+        return f"no checkpoint was written (the run diverged before its first epoch ended; {self.out_dir} holds none)"
+
     def _evaluate(self, loader: DataLoader) -> dict[str, Any]:
         """:func:`evaluate` on this rank's shard, summed over ranks when distributed."""
         ev = evaluate(self.eval_forward, loader, self.device, self.cfg.amp)
@@ -352,13 +449,46 @@ class Trainer:
         return {"acc_per_t": acc, "acc": acc[-1], "n": int(n)}
 
     def fit(self, resume: str | Path | None = None) -> TrainResult:
-        """Train for ``cfg.epochs`` epochs (continuing a checkpoint when ``resume`` is given)."""
+        """Train for ``cfg.epochs`` epochs (continuing a checkpoint when ``resume`` is given).
+
+        Before anything else the run directory is checked, created and locked
+        (:func:`trt_nm.training.rundir.prepare_run_dir`); the lock is released when this returns
+        or raises (and by the kernel if the process dies).
+        """
+        lock = self._prepare_out_dir()
+        try:
+            return self._fit(resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _prepare_out_dir(self):
+        """Rank 0 checks, creates and locks the run directory (and removes stale temp files)
+        before any training; every rank learns whether that worked."""
+        lock, error = None, None
+        if self.dist.is_main:
+            try:
+                lock, removed = prepare_run_dir(self.out_dir)
+            except TrtNmError as exc:
+                error = exc
+            else:
+                if removed:
+                    self.log(f"removed {len(removed)} stale temporary file(s) of an interrupted write from {self.out_dir}")
+        if self.dist.enabled:
+            (failed,) = distributed.all_reduce_sum([1.0 if error is not None else 0.0], self.device)
+            if failed and error is None:
+                if lock is not None:
+                    lock.release()
+                raise ConfigError(f"rank 0 could not prepare the run directory {self.out_dir}")
+        if error is not None:
+            raise error
+        return lock
+
+    def _fit(self, resume: str | Path | None) -> TrainResult:
         cfg = self.cfg
         if resume is not None:
             self.resume(resume)
         main = self.dist.is_main
-        if main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
         test_set = distributed.eval_shard(self.test_set, self.dist) if self.dist.enabled else self.test_set
         test_loader = self._loader(test_set, False, 0)
         for cb in self.callbacks:
@@ -366,6 +496,9 @@ class Trainer:
         last_eval: dict[str, Any] | None = None
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            if not (math.isfinite(lr) and lr > 0):  # never train at lr 0
+                raise ConfigError(f"the learning rate for epoch {epoch + 1} is {lr}; stopped, {self._kept()}")
             tr = self.train_epoch(epoch)
             self.scheduler.step()
             ev = self._evaluate(test_loader)
@@ -388,6 +521,7 @@ class Trainer:
             if main:
                 payload = self._payload(epoch + 1)
                 save_checkpoint(self.out_dir / "last.pt", payload)
+                self._saved_epoch = epoch + 1
                 if improved:
                     save_checkpoint(self.out_dir / "best.pt", payload)
                 self._write_csv()
@@ -413,13 +547,36 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     """The log function of ranks other than 0."""
 
 
+def _check_history(history: Any, epoch: int) -> list[dict[str, Any]]:
+    """A checkpoint's per-epoch log rows: a list of mappings of names to plain values, at most
+    one per epoch done."""
+    if not isinstance(history, list) or len(history) > max(epoch, 0):
+        raise ConfigError(f"history must be a list of at most {epoch} per-epoch rows")
+    for row in history:
+        if not isinstance(row, dict) or len(row) > 10_000:
+            raise ConfigError("history rows must be mappings")
+        for k, v in row.items():
+            if not isinstance(k, str) or not (v is None or isinstance(v, (bool, int, float, str))):
+                raise ConfigError(f"history row entry {k!r} is not a plain value")
+    return [dict(r) for r in history]
+
+
 def config_from_checkpoint(path: str | Path, **overrides: Any) -> TrainConfig:
-    """The :class:`TrainConfig` stored in a checkpoint, with ``overrides`` applied."""
+    """The :class:`TrainConfig` stored in a checkpoint (validated like command-line values),
+    with ``overrides`` applied (None values ignored).
+
+    Paths stored in a checkpoint are not trusted: ``out_dir`` is the checkpoint's own directory
+    and ``data_root`` is None (the dataset's defaults) unless given as overrides.
+    """
     data = load_checkpoint(path)
-    if "config" not in data:
+    cfg = stored_config(data, path)
+    if cfg is None:
         raise CheckpointError(f"{path}: checkpoint holds no training config")
-    cfg = TrainConfig.from_dict(data["config"])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    ckpt = Path(path)
+    ckpt = ckpt / "last.pt" if ckpt.is_dir() else ckpt
+    values: dict[str, Any] = {"out_dir": str(ckpt.parent), "data_root": None}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(cfg, **values)
 
 
 __all__ = ["Callback", "Trainer", "TrainResult", "config_from_checkpoint", "default_callbacks", "evaluate", "seed_everything"]
