@@ -217,6 +217,7 @@ def read_fisher_json(path: str | Path) -> dict[str, Any]:
 def plot_fisher(path: str | Path, records: list[dict[str, Any]], title: str = "") -> Path:
     """PNG: left, ``I_t`` per timestep (one curve per record); right, the centroid over epochs."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
@@ -225,6 +226,7 @@ def plot_fisher(path: str | Path, records: list[dict[str, Any]], title: str = ""
         label = f"epoch {r['epoch']}" if r.get("epoch") is not None else "checkpoint"
         ax1.plot(range(1, len(tr) + 1), tr, marker="o", label=label)
     ax1.set_xlabel("timestep t")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_ylabel("trace of empirical Fisher I_t")
     ax1.set_yscale("log")
     ax1.set_title("Fisher information per timestep")
