@@ -12,27 +12,32 @@ Sources:
 
 Only dense (Linear/Affine) connectivity is supported; no convolution or pooling.
 
-File: rockpool 3.1.0's NIR importer (``rockpool.nn.modules.torch.nir.from_nir``) accepts only
-``Input``/``Output``, ``Affine``/``Linear`` (-> ``LinearTorch``), ``CubaLIF`` (-> ``LIFTorch``),
-``LI`` and a 4-node recurrent ``CubaLIF`` subgraph; its ``LIF`` branch reads ``node.tau_mem``,
-which ``nir.LIF`` does not have, and ``Flatten`` raises ``NotImplementedError``. It also reads
-``CubaLIF`` in its own convention rather than NIR's Euler one: ``r`` and ``w_in`` are ignored,
-``dt = min(tau_mem / (1 + r))``, decays are ``exp(-dt/tau)``, and each step is
-``isyn = (isyn + x) * exp(-dt/tau_syn); v = v * exp(-dt/tau_mem) + isyn + v_leak;
-n = floor(v / thr) if v >= thr; v -= n * thr``. :func:`rockpool_graph` therefore writes every
-LIF as a ``CubaLIF`` that rockpool runs as trt_nm's ``h = beta*v + x`` (see there), and drops
-``Flatten`` nodes (a dense-only graph's Flatten is a reshape of the flat input).
+Check parity with rockpool 3.1.0's ``syns61201.mapper`` (its design rules and resource
+allocation; :meth:`XyloExporter.extra_checks`): a readout that is not a neuron layer ("All
+network outputs must be directly from neurons"), biases on weight layers (not transferred to
+Xylo), more than 1000 hidden / 8 output neurons / 16 input channels, fewer than two neuron
+layers, and time constants that are no bit-shift dash (``tau <= dt`` "cannot be converted to
+dash"; rockpool silently rounds other non-powers of two, trt_nm refuses them). Each violation
+names the mapper's diagnosis and the fix: retrain with ``trt-nm train --target xylo``, whose
+model and files (:mod:`trt_nm.chip.xylo`) satisfy every rule.
+
+File: rockpool 3.1.0's NIR importer (``rockpool.nn.modules.torch.nir.from_nir``) reads
+``Input``/``Output`` (its ``as_graph`` needs them named ``input``/``output``), ``Linear``
+(-> ``LinearTorch`` without bias; an ``Affine`` always gets a bias, which the mapper flags),
+``CubaLIF`` (-> ``LIFTorch`` with ``dt = min(tau_mem / (1 + r))``); its ``LIF`` branch reads
+``node.tau_mem``, which ``nir.LIF`` does not have, and ``Flatten`` raises
+``NotImplementedError``. The mapper then turns ``tau`` into ``dash = log2(tau / dt)`` and
+``channel_quantize`` scales each neuron's weights and threshold by ``127 / max|w|``.
+:func:`rockpool_graph` writes that form: see there.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trt_nm.errors import ConfigError
 from trt_nm.exporters import register_exporter
@@ -57,6 +62,7 @@ PROFILE = TargetProfile(
     state_bits=16,
     threshold_bits=16,
     neurons_per_chip=1008,
+    max_leak_shift=15,
     max_inputs=16,
     max_outputs=8,
     max_hidden=1000,
@@ -73,15 +79,8 @@ PROFILE = TargetProfile(
 )
 
 
-#: rockpool's synaptic decay is set to ~2^-SYN_SHIFT so that (almost) nothing of the previous
-#: step's synaptic current is left (the residual is ~6e-8 of the last input, float32 rounding)
-SYN_SHIFT = 24
-
-
-def _rockpool_syn_decay(dt: float, tau_syn: np.ndarray) -> np.ndarray:
-    """``exp(-dt/tau_syn)`` computed the way rockpool's ``LIFTorch`` computes it (float32 torch)."""
-    tau = torch.as_tensor(np.asarray(tau_syn, np.float64)).float()
-    return torch.exp(-dt / tau).double().numpy()
+#: dash (bit shift) of the synaptic current written for a plain LIF (Xylo's shortest synapse)
+LIF_DASH_SYN = 1
 
 
 def _drop_flatten(graph: Any) -> tuple[dict, list[tuple[str, str]]]:
@@ -110,25 +109,36 @@ def _drop_flatten(graph: Any) -> tuple[dict, list[tuple[str, str]]]:
     return nodes, edges
 
 
-def rockpool_graph(graph: Any, syn_shift: int = SYN_SHIFT) -> Any:
-    """The graph rewritten in the convention rockpool 3.1.0's ``from_nir`` simulates.
+def _rename(nodes: dict, edges: list[tuple[str, str]], old: str, new: str) -> tuple[dict, list]:
+    if old == new:
+        return nodes, edges
+    if new in nodes:
+        raise ConfigError(f"xylo: node name {new!r} is reserved for the graph's {new} (rockpool's as_graph)")
+    nodes = {(new if k == old else k): v for k, v in nodes.items()}
+    edges = [(new if a == old else a, new if b == old else b) for a, b in edges]
+    return nodes, edges
 
-    Each LIF ``h = beta*v + x`` (per neuron, ``beta = 1 - dt/tau``, unit input gain, no leak
-    current) becomes a ``CubaLIF`` with
 
-    * ``tau_mem = -dt / ln(beta)``, ``r = tau_mem/dt - 1``: rockpool's ``dt = min(tau_mem/(1+r))``
-      is then exactly trt_nm's dt for every neuron and its decay ``exp(-dt/tau_mem) = beta``;
-    * ``tau_syn = dt / (syn_shift * ln 2)``: rockpool's synaptic decay ``b = exp(-dt/tau_syn)``
-      ~ ``2^-syn_shift``, so ``isyn = b*(isyn + x) = b*x + b^2*x_prev + ...``;
-    * ``v_threshold = b * threshold`` (``b`` as rockpool computes it in float32): rockpool's
-      membrane is ``b`` times trt_nm's, so the same neurons cross threshold and the subtractive
-      reset removes ``b * threshold``;
-    * ``v_leak = 0`` (biases stay in the Affine nodes), ``w_in = 1``.
+def _dash(tau_over_dt: np.ndarray) -> np.ndarray:
+    return np.log2(np.asarray(tau_over_dt, np.float64))
 
-    Under NIR's own Euler reading these CubaLIF values mean something else, so the file's
-    metadata says ``encoding = "rockpool-3.1-cubalif"``; trt_nm's simulator runs the canonical
-    graph (``ExportResult.graph``). Flatten nodes are removed (Input made flat).
-    Weights and biases are unchanged (they stay on the 8-bit grid).
+
+def rockpool_graph(graph: Any) -> Any:
+    """The graph in the form rockpool 3.1.0's ``from_nir`` -> ``syns61201.mapper`` reads.
+
+    * every ``LIF`` (trt_nm: ``v = beta*v + x``, ``beta = 1 - 2^-k``) becomes a ``CubaLIF`` with
+      ``tau_mem = dt * 2^k`` (``dash_mem = k``, the same decay), ``tau_syn = dt * 2^LIF_DASH_SYN``
+      (Xylo has no neuron without a synaptic current: ``dash_syn = 1`` is the shortest; the
+      current is halved before it is integrated), ``r = 2^k - 1`` so that rockpool's
+      ``dt = tau_mem / (1 + r)`` is the graph's dt, ``v_leak = 0``, the threshold unchanged
+      (``channel_quantize`` puts it on the integer grid with the weights);
+    * a ``CubaLIF`` keeps its time constants; ``r`` is set as above;
+    * an ``Affine`` with a zero bias becomes a ``Linear`` (rockpool gives every Affine a bias);
+    * Flatten nodes are removed (the Input made flat); the Input and Output nodes are renamed
+      ``input`` and ``output``.
+
+    Nonzero biases, a non-neuron readout and non-dash time constants are left for the mapper to
+    reject (:meth:`XyloExporter.extra_checks` refuses them first).
     """
     import nir
 
@@ -137,28 +147,59 @@ def rockpool_graph(graph: Any, syn_shift: int = SYN_SHIFT) -> Any:
     if graph_reset(graph) != "subtract":
         raise ConfigError("xylo: rockpool/Xylo neurons reset by subtraction; export a subtract-reset model")
     nodes, edges = _drop_flatten(graph)
+    for kind, new in (("Input", "input"), ("Output", "output")):
+        names = [n for n, v in nodes.items() if type(v).__name__ == kind]
+        if len(names) == 1:
+            nodes, edges = _rename(nodes, edges, names[0], new)
     for name, node in list(nodes.items()):
         kind = type(node).__name__
-        if kind == "CubaLIF":
-            raise ConfigError(f"xylo: node {name!r} is already a CubaLIF; only LIF graphs are encoded")
-        if kind != "LIF":
-            continue
-        c = coefficients(node, dt)
-        beta = c["decay"]
-        if np.any(beta <= 0) or np.any(beta >= 1):
-            raise ConfigError(f"xylo: LIF {name!r} needs 0 < beta < 1 (got {beta.min():g}..{beta.max():g})")
-        if not np.allclose(c["gain"], 1.0) or np.any(c["leak"] != 0):
-            raise ConfigError(f"xylo: LIF {name!r} must have unit input gain and v_leak 0 (trt_nm convention)")
-        tau_mem = -dt / np.log(beta)
-        tau_syn = np.full_like(tau_mem, dt / (syn_shift * math.log(2.0)))
-        b = _rockpool_syn_decay(dt, tau_syn)
-        thr = c["threshold"] * b
-        nodes[name] = nir.CubaLIF(
-            tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt - 1.0, v_leak=np.zeros_like(tau_mem),
-            v_threshold=thr, w_in=np.ones_like(tau_mem),
-        )
-    meta.update({"encoding": "rockpool-3.1-cubalif", "syn_shift": int(syn_shift)})
+        if kind == "Affine" and not np.any(np.asarray(node.bias)):
+            nodes[name] = nir.Linear(weight=np.asarray(node.weight))
+        elif kind == "LIF":
+            c = coefficients(node, dt)
+            beta = np.broadcast_to(c["decay"], np.shape(c["threshold"])).astype(np.float64)
+            if np.any(beta <= 0) or np.any(beta >= 1):
+                raise ConfigError(f"xylo: LIF {name!r} needs 0 < beta < 1 (got {beta.min():g}..{beta.max():g})")
+            if not np.allclose(c["gain"], 1.0) or np.any(c["leak"] != 0):
+                raise ConfigError(f"xylo: LIF {name!r} must have unit input gain and v_leak 0 (trt_nm convention)")
+            ratio = 1.0 / (1.0 - beta)  # tau_mem / dt = 2^k
+            n = beta.shape
+            nodes[name] = nir.CubaLIF(
+                tau_syn=np.full(n, dt * 2.0 ** LIF_DASH_SYN), tau_mem=dt * ratio, r=ratio - 1.0,
+                v_leak=np.zeros(n), v_threshold=np.broadcast_to(c["threshold"], n).astype(np.float64),
+                w_in=np.ones(n),
+            )
+        elif kind == "CubaLIF":
+            tau_mem = np.asarray(node.tau_mem, np.float64)
+            nodes[name] = nir.CubaLIF(
+                tau_syn=np.asarray(node.tau_syn, np.float64), tau_mem=tau_mem, r=tau_mem / dt - 1.0,
+                v_leak=np.asarray(node.v_leak, np.float64), v_threshold=np.asarray(node.v_threshold, np.float64),
+                w_in=np.asarray(node.w_in, np.float64),
+            )
+    meta.update({"encoding": "rockpool-3.1-xylo", "lif_dash_syn": LIF_DASH_SYN})
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+#: the fix every violation below points to
+RETRAIN = "retrain with --target xylo (trt-nm train --target xylo)"
+
+
+def _hint(diagnosis: str) -> str:
+    """The vendor mapper's diagnosis and the fix, as a Violation hint."""
+    return f"rockpool mapper: {diagnosis}; {RETRAIN}"
+
+
+def _tau_dash_violations(name: str, which: str, tau: np.ndarray, dt: float) -> list[Violation]:
+    ratio = np.asarray(tau, np.float64) / dt
+    if np.any(ratio <= 1.0):
+        return [Violation(name, which, f"> dt = {dt:g} s (dash >= 1)", f"{float(np.min(tau)):g} s",
+                          _hint("a time constant <= dt cannot be converted to a dash"))]
+    d = _dash(ratio)
+    if np.any(np.abs(d - np.round(d)) > 1e-6) or np.any(np.round(d) > 15):
+        return [Violation(name, which, "dt * 2^k, k = 1..15 (a bit-shift dash)",
+                          f"tau/dt = {float(ratio.flat[0]):g}",
+                          f"rockpool rounds dash = log2(tau/dt) silently, changing the decay; {RETRAIN}")]
+    return []
 
 
 class XyloExporter(Exporter):
@@ -169,20 +210,64 @@ class XyloExporter(Exporter):
         return [write_nir104(rockpool_graph(graph), path)]
 
     def extra_checks(self, graph: Any, summary: GraphSummary, profile: TargetProfile) -> list[Violation]:
-        """Xylo's sizes: hidden neurons, output neurons, input channels."""
+        """What rockpool 3.1.0's ``syns61201.mapper`` rejects (module docstring), with its
+        diagnosis and the fix."""
         out: list[Violation] = []
-        weighted = summary.weighted_layers()
-        readout = [w for w in weighted if any(summary.layers[s].kind == "output" for s in w.successors)]
-        hidden = sum(layer.neurons for layer in summary.neuron_layers())
-        outputs = sum(w.neurons for w in readout)
+        layers = summary.layers
+        outputs = [n for n in summary.order if layers[n].kind == "output"]
+        feeding = [p for o in outputs for p in layers[o].predecessors]
+        # a Flatten between the readout and the Output is a reshape
+        feeding = [q for p in feeding for q in (layers[p].predecessors if layers[p].kind == "flatten" else [p])]
+        readout_neurons = [p for p in feeding if layers[p].neuron]
+        for p in feeding:
+            if layers[p].weighted:
+                out.append(Violation(
+                    p, "readout", "a neuron layer (Xylo's output neurons)",
+                    f"{layers[p].node_type} feeding the output",
+                    _hint("all network outputs must be directly from neurons")))
+        n_out = sum(layers[p].neurons for p in feeding)
+        if n_out > profile.max_outputs:
+            out.append(Violation(feeding[-1], "output neurons", profile.max_outputs, n_out,
+                                 _hint("Xylo only supports up to 8 output channels")))
+        hidden_layers = [layer for layer in summary.neuron_layers() if layer.name not in readout_neurons]
+        hidden = sum(layer.neurons for layer in hidden_layers)
         if hidden > profile.max_hidden:
-            out.append(Violation("(graph)", "hidden neurons", profile.max_hidden, hidden))
-        if outputs > profile.max_outputs:
-            out.append(Violation(readout[-1].name, "output neurons", profile.max_outputs, outputs))
-        firsts = [w for w in weighted if any(summary.layers[p].kind in ("input", "flatten") for p in w.predecessors)]
+            out.append(Violation("(graph)", "hidden neurons", profile.max_hidden, hidden,
+                                 _hint("failed to allocate HW resources for hidden neurons")))
+        if readout_neurons and not hidden_layers:
+            out.append(Violation("(graph)", "neuron layers", "hidden + output", "output neurons only",
+                                 _hint("at least two layers of neurons are required to map to hidden "
+                                       "and output layers")))
+        weighted = summary.weighted_layers()
+        firsts = [w for w in weighted if any(layers[p].kind in ("input", "flatten") for p in w.predecessors)]
         for w in firsts[:1]:
             if w.fan_in > profile.max_inputs:
-                out.append(Violation(w.name, "input channels", profile.max_inputs, w.fan_in))
+                out.append(Violation(w.name, "input channels", profile.max_inputs, w.fan_in,
+                                     _hint("Xylo only supports up to 16 input channels")))
+        for w in weighted:
+            bias = getattr(graph.nodes[w.name], "bias", None)
+            if bias is not None and np.any(np.asarray(bias) != 0):
+                out.append(Violation(
+                    w.name, "bias", "none", f"{int(np.count_nonzero(bias))} nonzero",
+                    _hint("bias parameters of LinearWeights are not transferred to Xylo")))
+        dt = summary.dt
+        for layer in summary.neuron_layers():
+            node = graph.nodes[layer.name]
+            if type(node).__name__ == "CubaLIF" and dt:
+                out += _tau_dash_violations(layer.name, "tau_syn", node.tau_syn, dt)
+                out += _tau_dash_violations(layer.name, "tau_mem", node.tau_mem, dt)
+            thr = getattr(node, "v_threshold", None)
+            incoming = [p for p in layer.predecessors if layers[p].weighted]
+            if thr is None or len(incoming) != 1 or layers[incoming[0]].kind != "dense":
+                continue
+            wmax = np.abs(np.asarray(graph.nodes[incoming[0]].weight, np.float64)).max(axis=1)
+            scale = np.where(wmax > 0, 127.0 / np.where(wmax > 0, wmax, 1.0), 1.0)
+            q = np.round(np.broadcast_to(np.asarray(thr, np.float64), scale.shape) * scale)
+            if np.any(q < 1):
+                out.append(Violation(
+                    layer.name, "threshold", "an integer >= 1 after channel_quantize (x 127/max|w|)",
+                    f"{int(np.sum(q < 1))} round to {int(q.min())}",
+                    f"thresholds that small leave the neuron firing on every input; {RETRAIN}"))
         return out
 
 

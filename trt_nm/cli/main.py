@@ -18,7 +18,7 @@ from trt_nm.sim.allocator import apply_from_env
 from trt_nm.version import __version__
 
 #: subcommands, one module each in this package (``register(subparsers)`` adds the parser)
-COMMANDS = ("analyze", "datasets", "demo", "export", "inspect", "report", "simulate", "targets", "train")
+COMMANDS = ("analyze", "datasets", "demo", "deploy", "export", "inspect", "report", "simulate", "targets", "train")
 #: the subcommands that run the NIR simulator on large batches (see :func:`main`)
 SIMULATING = frozenset({"demo", "report", "simulate"})
 

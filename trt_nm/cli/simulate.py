@@ -93,11 +93,46 @@ def print_summary(rep: dict) -> None:
         print("energy per inference (full T): " + "; ".join(cells))
 
 
+def _chip_checkpoint(path: str) -> dict | None:
+    """The loaded checkpoint when ``path`` is one written by ``train --target`` (else None)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() == ".nir" or not (p.is_dir() or p.is_file()):
+        return None
+    from trt_nm.chip.train import is_chip_checkpoint, read_checkpoint
+
+    try:
+        data = read_checkpoint(p)
+    except Exception:  # noqa: BLE001 - not a chip checkpoint: the NIR path reports its own error
+        return None
+    return data if is_chip_checkpoint(data) else None
+
+
+def run_chip(args: argparse.Namespace, data: dict) -> dict:
+    """``simulate`` of a ``--target`` checkpoint: the chip's exact integer arithmetic."""
+    from trt_nm.chip.evaluate import chip_summary, summary_lines
+
+    chip = data["chip"]
+    if args.targets and any(t != chip for t in args.targets):
+        raise ConfigError(f"this checkpoint was trained for {chip}; simulate it with --target {chip} (or none)")
+    if args.exits:
+        raise ConfigError("--exit applies to NIR graphs; a chip runs its fixed number of steps")
+    s = chip_summary(data, split=args.split, limit=args.limit)
+    for line in summary_lines(s):
+        print(line)
+    return s
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable(args.json, what="--json")  # before simulating
-    rep = report_from_args(args, default_exit="calibrate:0.5")
-    print_summary(rep)
+    data = _chip_checkpoint(args.model)
+    if data is not None:
+        rep = run_chip(args, data)
+    else:
+        rep = report_from_args(args, default_exit="calibrate:0.5")
+        print_summary(rep)
     if args.json:
         text = json.dumps(rep, indent=2)
         try:

@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 
 from trt_nm.exporters.targets import get_target, list_aliases, list_targets
+from trt_nm.nir.nodes import CHIP_NEURON_KINDS, chip_neuron
+
+#: targets with a chip-exact neuron (hardware-aware training and ``trt-nm deploy``)
+CHIP_TARGETS = frozenset(k.chip for k in CHIP_NEURON_KINDS.values())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
         print(t.line())
         if t.profile is not None:
             print(t.profile.describe())
+        if t.name in CHIP_TARGETS:
+            print(chip_neuron(t.name).describe())
+            print(f"  train: trt-nm train --target {t.name}; deploy: trt-nm deploy CKPT --target "
+                  f"{t.name} --out DIR [--verify]")
         if t.energy_profile is not None:
             e = t.energy_profile
             print(f"energy profile {e.name} ({e.status}): {e.summary()}")

@@ -114,6 +114,17 @@ def config_from_args(args: argparse.Namespace, out_dir: str) -> TrainConfig:
     )
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """argparse type: ``"64"`` or ``"128,64"`` -> widths, each in 1..100000."""
+    try:
+        w = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not w or not all(1 <= v <= 100_000 for v in w):
+        raise argparse.ArgumentTypeError(f"widths must be 1..100000, got {text!r}")
+    return w
+
+
 def parse_epochs(text: str) -> tuple[int, ...]:
     """``"1,5,10"`` -> ``(1, 5, 10)``; a clear error for anything else."""
     if not text:
@@ -124,8 +135,66 @@ def parse_epochs(text: str) -> tuple[int, ...]:
         raise ConfigError(f"--fisher-epochs expects comma-separated integers, got {text!r}") from None
 
 
+#: flags that keep their meaning with ``--target`` (everything else is the chip's to decide)
+_TARGET_FLAGS = frozenset({"T", "epochs", "batch_size", "lr", "seed", "out", "train_limit",
+                           "test_limit", "quiet", "loss", *_LOSS_FLAGS, "target", "hidden",
+                           "device", "func", "command", "resume"})
+
+
+def _flag(name: str) -> str:
+    return "--" + {"arch": "model", "T": "T"}.get(name, name).replace("_", "-")
+
+
+def run_target(args: argparse.Namespace) -> int:
+    """``trt-nm train --target NAME``: hardware-aware training in the chip's semantics."""
+    from trt_nm.chip.registry import get_chip
+    from trt_nm.chip.train import default_config, train_chip
+
+    chip = get_chip(args.target)
+    defaults = argparse.ArgumentParser()
+    add_training_args(defaults)
+    base = vars(defaults.parse_args([]))
+    for name, value in vars(args).items():
+        if name in _TARGET_FLAGS or name not in base or value == base[name]:
+            continue
+        raise ConfigError(
+            f"{_flag(name)} does not apply with --target {chip.name}: the chip fixes the neuron, "
+            f"readout, data and model ({chip.task.dataset}, T={chip.task.T}); flags that apply: "
+            "-T, --hidden, --epochs, --batch-size, --lr, --seed, --loss and its hyperparameters, "
+            "--train-limit, --test-limit, --out"
+        )
+    if args.resume:
+        raise ConfigError("--resume does not apply with --target (chip runs are short; start again)")
+    if args.device not in ("auto", "cpu"):
+        raise ConfigError(f"--device {args.device}: hardware-aware training runs on the CPU")
+    get_loss(args.loss)
+    loss_kwargs = {n: getattr(args, n) for n in _LOSS_FLAGS if getattr(args, n) is not None}
+    for n in loss_kwargs:
+        if n not in LOSS_HPARAMS[args.loss]:
+            raise ConfigError(f"--{n} does not apply to loss {args.loss!r}")
+    Loss(args.loss, **loss_kwargs)
+    cfg = default_config(
+        chip.name,
+        T=args.T if args.T != base["T"] else None,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        batch_size=args.batch_size if args.batch_size != base["batch_size"] else None,
+        lr=args.lr if args.lr != base["lr"] else None,
+        seed=args.seed,
+        loss=args.loss,
+        loss_kwargs=loss_kwargs,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        out_dir=args.out or f"runs/{chip.name}",
+    )
+    train_chip(cfg, log=(lambda *a, **k: None) if args.quiet else print)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """``trt-nm train``: train (or resume) a run; prints the per-timestep test accuracy."""
+    if getattr(args, "target", None):
+        return run_target(args)
     if args.resume:
         # the run's own config wins (validated like these flags); --epochs/--device/--workers may
         # extend or move it. Paths in a checkpoint are not trusted: the run writes beside the
@@ -159,6 +228,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (TRT loss by default)")
     add_training_args(p)
     p.add_argument("--out", default=None, help="run directory (checkpoints, log.csv); default runs/train")
+    p.add_argument("--target", default=None, metavar="CHIP",
+                   help="hardware-aware training for a chip (xylo, loihi2, speck): its neurons, "
+                        "readout, grids and delays from the first step; alone, it picks a task that fits")
+    p.add_argument("--hidden", type=_widths, default=None, metavar="W[,W...]",
+                   help="with --target: hidden layer widths (default: the chip's task)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue a run from its last.pt (file or run dir); writes beside it unless --out")
     p.set_defaults(func=run)

@@ -38,8 +38,10 @@ every simulated kind has a module.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -246,3 +248,70 @@ SPIKING_TYPES = frozenset(kinds_where(spiking=True))
 NEURON_KINDS = kinds_where(neuron=True)
 #: layer kinds (:attr:`NodeKind.layer`) a target profile may list in ``layer_types``
 LAYER_KINDS = tuple(dict.fromkeys(k.layer for k in _KINDS if k.weighted or k.relay))
+
+
+@dataclass(frozen=True)
+class ChipNeuronKind:
+    """A chip's own neuron: integer arithmetic that trt_nm runs exactly (simulator), trains for
+    (straight-through quantizers), puts weights on (quantizer) and writes (exporters).
+
+    The arithmetic is written once, in the chip's module (``trt_nm.chip.<chip>``): its
+    ``neuron_step(state, syn_in, params) -> (state, spikes)`` on int64 tensors and the constants
+    below. This row only says where, so every reader finds the same code; the module is
+    imported on use (it needs torch and knows the chip's files).
+
+    Attributes:
+        name: the kind's name (``"XyloLIF"``, ``"Loihi2CubaLIF"``, ``"SpeckIAF"``).
+        chip: the target it belongs to.
+        nir: the NIR node type it is exchanged as in the vendor's NIR file (None: the vendor
+            reads no NIR).
+        module: the module holding ``neuron_step`` and the constants.
+    """
+
+    name: str
+    chip: str
+    nir: str | None
+    module: str
+
+    def arithmetic(self) -> ModuleType:
+        """The module with ``neuron_step``, ``STATE_BITS``, ``WEIGHT_BITS``, ``MULTI_SPIKE``,
+        ``RESET``, ``DELAY_PER_LAYER``."""
+        return importlib.import_module(self.module)
+
+    @property
+    def step(self) -> Callable[..., Any]:
+        """``neuron_step(state, syn_in, params) -> (state, spikes)`` (int64 tensors)."""
+        return self.arithmetic().neuron_step
+
+    def facts(self) -> dict[str, Any]:
+        """State and weight widths, multi-spike, reset and delay per layer, as plain data."""
+        m = self.arithmetic()
+        return {"state_bits": m.STATE_BITS, "weight_bits": m.WEIGHT_BITS,
+                "multi_spike": bool(m.MULTI_SPIKE), "reset": m.RESET,
+                "delay_per_layer": int(m.DELAY_PER_LAYER)}
+
+    def describe(self) -> str:
+        """One line for ``trt-nm targets NAME``."""
+        f = self.facts()
+        spikes = "several spikes per step" if f["multi_spike"] else "one spike per step"
+        nir = f"exchanged as NIR {self.nir}" if self.nir else "no NIR reader at the vendor"
+        return (f"chip-exact neuron {self.name}: {f['state_bits']}-bit state, {f['weight_bits']}-bit "
+                f"weights, {spikes}, reset {f['reset']}, {f['delay_per_layer']} step(s) of delay per "
+                f"layer; {nir}; arithmetic in {self.module}")
+
+
+_CHIP_KINDS = (
+    ChipNeuronKind("XyloLIF", "xylo", "CubaLIF", "trt_nm.chip.xylo"),
+    ChipNeuronKind("Loihi2CubaLIF", "loihi2", None, "trt_nm.chip.loihi2"),
+    ChipNeuronKind("SpeckIAF", "speck", "IF", "trt_nm.chip.speck"),
+)
+#: chip-exact neuron kinds by name (the chips' integer arithmetic, see :class:`ChipNeuronKind`)
+CHIP_NEURON_KINDS: dict[str, ChipNeuronKind] = {k.name: k for k in _CHIP_KINDS}
+
+
+def chip_neuron(chip: str) -> ChipNeuronKind:
+    """The chip-exact neuron kind of target ``chip``; unknown chips raise NirError."""
+    for k in _CHIP_KINDS:
+        if k.chip == chip:
+            return k
+    raise NirError(f"no chip-exact neuron for target {chip!r}; chips: {', '.join(k.chip for k in _CHIP_KINDS)}")

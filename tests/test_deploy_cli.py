@@ -1,0 +1,66 @@
+"""``trt-nm deploy`` and ``trt-nm train --target`` on bad input: one line on stderr, exit 2
+(or 3 for a design-rule violation), nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from trt_nm.config import TrainConfig
+from trt_nm.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> Path:
+    """last.pt of a real 1-epoch mlp run trained WITHOUT --target (the paper's neuron)."""
+    out = tmp_path_factory.mktemp("zoo")
+    cfg = TrainConfig(arch="mlp", T=1, epochs=1, train_limit=32, test_limit=16, batch_size=16,
+                      device="cpu", out_dir=str(out))
+    Trainer(cfg, progress=False, log=lambda *a: None).fit()
+    return out / "last.pt"
+
+
+def _one_line(proc, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("target,what", [
+    ("speck", "Speck runs IF only"),
+    ("xylo", "Xylo needs bit-shift decays"),
+    ("loihi2", "Loihi 2 runs 24-bit fixed-point"),
+])
+def test_zoo_checkpoint_is_refused_naming_what_differs(zoo, tmp_path, target, what):
+    proc = run_cli("deploy", str(zoo), "--target", target, "--out", str(tmp_path / "d"))
+    _one_line(proc, "trained without --target", what, f"retrain with `trt-nm train --target {target}`")
+    assert not (tmp_path / "d" / "expected.npz").exists()
+
+
+def test_unknown_target_and_missing_checkpoint(zoo, tmp_path):
+    _one_line(run_cli("deploy", str(zoo), "--target", "nosuchchip", "--out", str(tmp_path)), "nosuchchip")
+    _one_line(run_cli("deploy", str(tmp_path / "none.pt"), "--target", "xylo", "--out", str(tmp_path)),
+              "checkpoint not found")
+    garbage = tmp_path / "g.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    _one_line(run_cli("deploy", str(garbage), "--target", "xylo", "--out", str(tmp_path / "o")))
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--tau", "3"], "--tau does not apply with --target xylo"),
+    (["--model", "mlp"], "--model does not apply"),
+    (["--backend", "norse"], "--backend does not apply"),
+    (["--resume", "x.pt"], "--resume does not apply"),
+    (["--device", "cuda"], "runs on the CPU"),
+    (["--hidden", "0"], "widths must be"),
+])
+def test_train_target_refuses_flags_the_chip_fixes(flags, needle, tmp_path):
+    _one_line(run_cli("train", "--target", "xylo", "--out", str(tmp_path), *flags), needle)
+
+
+def test_train_unknown_target(tmp_path):
+    _one_line(run_cli("train", "--target", "truenorth2", "--out", str(tmp_path)), "truenorth2")
