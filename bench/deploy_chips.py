@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -29,6 +30,16 @@ from trt_nm.chip.deploy import compare, deploy
 from trt_nm.chip.evaluate import chip_summary
 from trt_nm.chip.train import default_config, read_checkpoint, train_chip
 from trt_nm.chip.vendor import vendor_records
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def run_chip(name: str, out: Path, epochs: int | None, samples: int) -> dict:
@@ -62,6 +73,7 @@ def run_chip(name: str, out: Path, epochs: int | None, samples: int) -> dict:
         "energy_status": summ["energy_status"],
         "synops_per_sample": summ["synops_per_sample"],
         "neurons": sizes,
+        "size": chip.size_line(dep.net),
         "manifest": dep.manifest,
     }
 
@@ -75,15 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     results = [run_chip(c, out, args.epochs, args.samples) for c in args.chips.split(",") if c]
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, Python {platform.python_version()}")
-    print("| chip | task | samples | acc trt_nm | acc vendor | spikes agree | energy / inference | neurons per layer |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| chip | task | epochs | samples | acc trt_nm | acc vendor | spikes agree | synops / inference "
+          "| energy / inference | size vs chip limits |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         agree = ", ".join(f"{k.removeprefix('layer:')} {100.0 * e / t:.2f}%" for k, (e, t) in r["agree"].items())
         energy = r["energy_status"] if r["energy_j"] is None else f"{r['energy_j'] * 1e6:.3g} uJ ({r['energy_status']})"
-        neurons = ", ".join(f"{k.removeprefix('layer:')} {n}" for k, n in r["neurons"].items())
-        print(f"| {r['chip']} | {r['task']} | {r['samples']} | {r['acc_trt_nm']:.2f}% | {r['acc_vendor']:.2f}% "
-              f"| {agree} | {energy} | {neurons} |")
+        syn = "n/a" if r["synops_per_sample"] is None else f"{r['synops_per_sample']:,.0f}"
+        print(f"| {r['chip']} | {r['task']} | {r['epochs']} | {r['samples']} | {r['acc_trt_nm']:.2f}% "
+              f"| {r['acc_vendor']:.2f}% | {agree} | {syn} | {energy} | {r['size']} |")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0 if all(r["all_agree"] for r in results) else 1

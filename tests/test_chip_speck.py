@@ -300,3 +300,45 @@ def test_uniform_per_neuron_thresholds_are_collapsed_on_export(tmp_path):
     assert np.asarray(back.nodes["l0_if"].v_threshold).shape == (1,)
     assert float(np.asarray(back.nodes["l0_if"].v_threshold)[0]) == pytest.approx(0.01)
     assert float(np.asarray(back.nodes["l0_if"].r)[0]) == 1.0 and float(back.metadata["dt"]) == 1.0
+
+
+def test_synops_equal_a_brute_force_count():
+    """Each event times the nonzero weights it reaches, counted from an explicit connection
+    matrix (each input position's effect found by convolving a unit impulse)."""
+    import torch.nn.functional as F
+
+    layers = [("conv", 4, 3, 1, 1, 2), ("conv", 3, 2, 2, 0, 1), ("dense", 5)]
+    net = random_net(layers, seed=7, in_shape=(2, 9, 9), thr_range=(5, 40))
+    for k in list(net.arrays):
+        if k.endswith(".weight"):  # plant zeros: they must not count
+            a = net.arrays[k].copy()
+            a.flat[::3] = 0
+            net.arrays[k] = a
+    x = np.random.default_rng(1).integers(0, 4, (5, 2, 2, 9, 9))
+    rec = CHIP.simulate(net, x)
+    total = 0
+    h = x
+    for spec in net.meta["layers"]:
+        w = torch.from_numpy(net.arrays[spec["name"] + ".weight"].astype(np.float64))
+        n_in = int(np.prod(spec["in_shape"]))
+        fan = np.zeros(n_in)
+        for i in range(n_in):
+            e = torch.zeros(n_in, dtype=torch.float64)
+            e[i] = 1.0
+            # the nonzero weights one event at position i reaches: the impulse through the mask
+            m = (w != 0).to(torch.float64)
+            if spec["kind"] == "dense":
+                reached = m.reshape(m.shape[0], -1) @ e
+            else:
+                reached = F.conv2d(e.reshape(1, *spec["in_shape"]), m, stride=spec["stride"],
+                                   padding=spec["padding"])
+            fan[i] = float(reached.sum())
+        total += int((np.asarray(h).reshape(h.shape[0], h.shape[1], -1).sum((0, 1)) * fan).sum())
+        s = rec["layer:" + spec["name"]]
+        pool = int(spec["pool"])
+        if pool > 1:
+            T, B, c, hh, ww = s.shape
+            s = s[..., : hh // pool * pool, : ww // pool * pool].reshape(
+                T, B, c, hh // pool, pool, ww // pool, pool).sum((4, 6))
+        h = s
+    assert CHIP.synops(net, rec, x) == total > 0

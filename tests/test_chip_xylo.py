@@ -287,3 +287,18 @@ def test_tiny_train_integerize_simulate(tmp_path):
     out = CHIP.simulate(CHIP.integerize(model), x.numpy())["out"]
     assert out.shape == (CHIP.task.T + FLUSH_STEPS, 4, 8)
     assert CHIP.predict(out).shape == (4,)
+
+
+def test_synops_count_events_times_nonzero_fanout():
+    m = _random_model((24, 20), seed=3)
+    net = CHIP.integerize(m)
+    net.arrays["h0.weight"][::2] = 0  # half the input channels connect nowhere
+    x = np.random.default_rng(0).integers(0, 16, (6, 3, 16))
+    rec = CHIP.simulate(net, x)
+    h = rec["layer:hidden"]
+    w0, w1, wo = (net.arrays[f"{n}.weight"] for n in ("h0", "h1", "out"))
+    want = (x.sum((0, 1)) * (w0 != 0).sum(1)).sum()
+    want += (h[..., :24].sum((0, 1)) * (w1 != 0).sum(1)).sum()
+    want += (h[..., 24:].sum((0, 1)) * (wo != 0).sum(1)).sum()
+    assert CHIP.synops(net, rec, x) == want
+    assert x[:, :, 0].sum() > 0  # the zeroed channels did fire: their events cost nothing

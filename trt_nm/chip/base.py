@@ -50,6 +50,7 @@ class ChipTask:
         hidden: hidden layer widths (dense chips) or channels (conv chips).
         why: one sentence on why this task fits the chip (README and manifest).
         epochs: training epochs of ``trt-nm train --target NAME`` without ``--epochs``.
+        batch_size: its batch size without ``--batch-size``.
     """
 
     dataset: str
@@ -58,6 +59,7 @@ class ChipTask:
     hidden: tuple[int, ...] = ()
     why: str = ""
     epochs: int = 3
+    batch_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,14 @@ class Chip(ABC):
         :meth:`simulate` (events times nonzero fan-out, summed over layers and samples); None
         when the chip does not define it. Energy reports multiply it by the target profile."""
         return None
+
+    def neuron_count(self, net: ChipNet) -> int | None:
+        """Neurons the network occupies on the chip (updated every step); None if unknown."""
+        return None
+
+    def size_line(self, net: ChipNet) -> str:
+        """The network's size against the chip's limits, one short line (README table)."""
+        return ""
 
     def manifest_extra(self, net: ChipNet) -> dict[str, Any]:
         """Chip-specific manifest fields (delays, sizes against limits...)."""

@@ -34,9 +34,11 @@ def chip_summary(data: dict[str, Any], split: str = "test", limit: int | None = 
     cum = np.cumsum(out, axis=0)
     per_step = [100.0 * float((chip.predict(cum[t:t + 1]) == y).mean()) for t in range(out.shape[0])]
     acc = 100.0 * float((chip.predict(out) == y).mean())
-    spikes = {k: float(np.asarray(v).sum()) / B for k, v in rec.items()}
-    updates = sum(int(np.prod(v.shape[2:])) * v.shape[0] for k, v in rec.items()
-                  if k == "out" or k.startswith(LAYER_PREFIX))
+    # "out" is spikes only for a spike-count readout (Xylo's is the output membrane)
+    spiking = [k for k in rec if k.startswith(LAYER_PREFIX) or (k == "out" and chip.readout.startswith("spike"))]
+    spikes = {k: float(np.asarray(rec[k]).sum()) / B for k in spiking}
+    neurons = chip.neuron_count(net)
+    updates = None if neurons is None else neurons * int(out.shape[0])  # every neuron, every step
     synops = chip.synops(net, rec, x)
     try:
         prof = get_target(chip.name).energy_profile
@@ -44,7 +46,7 @@ def chip_summary(data: dict[str, Any], split: str = "test", limit: int | None = 
         prof = None
     energy = None
     if prof is not None and synops is not None:
-        energy = prof.e_ac * synops / B + prof.e_neuron * updates + prof.e_inference
+        energy = prof.e_ac * synops / B + prof.e_neuron * (updates or 0) + prof.e_inference
     return {
         "target": chip.name,
         "split": split,

@@ -481,6 +481,18 @@ class Loihi2(Chip):
         pre += [np.asarray(records[LAYER_PREFIX + n]) for n in names[:-1]]
         return int(sum((p.sum(axis=(0, 1)) * (w != 0).sum(axis=0)).sum() for p, w in zip(pre, weights)))
 
+    def neuron_count(self, net: ChipNet) -> int | None:
+        _, weights, _ = _unpack(net)
+        return int(sum(int(w.shape[0]) for w in weights))
+
+    def size_line(self, net: ChipNet) -> str:
+        _, weights, _ = _unpack(net)
+        neurons = sum(int(w.shape[0]) for w in weights)
+        synapses = sum(int(w.size) for w in weights)
+        cores = sum(-(-int(w.shape[0]) // NEURONS_PER_CORE) for w in weights)
+        return (f"{neurons:,}/{NEURONS_PER_CHIP:,} neurons, {synapses:,}/{SYNAPSES_PER_CHIP:,} "
+                f"synapses, {cores}/{CORES_PER_CHIP} cores (a layer per core)")
+
     def manifest_extra(self, net: ChipNet) -> dict[str, Any]:
         names, weights, params = _unpack(net)
         return {

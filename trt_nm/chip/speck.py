@@ -434,6 +434,7 @@ class SpeckChip(Chip):
     task = ChipTask(
         dataset="nmnist5k", T=8, classes=None, hidden=(8, 16),
         epochs=10,
+        batch_size=32,
         why="Speck's DVS delivers ON/OFF event counts per pixel: nmnist5k's [T, 2, 34, 34] "
             "event frames are that input, and a 3-core conv net (8 and 16 channels, spiking "
             "10-class readout) fits speck2fdevkit's core memories",
@@ -592,6 +593,41 @@ class SpeckChip(Chip):
                 out.append(f"{name}: weights/threshold are not on sinabs' discretisation grid "
                            "(sinabs would rescale them)")
         return out
+
+    def synops(self, net: ChipNet, records: dict[str, np.ndarray], x: np.ndarray) -> int | None:
+        """Every input event and spike times the nonzero weights it reaches (for a conv layer,
+        per input position: the transposed convolution of the nonzero-weight mask)."""
+        T, B = np.asarray(x).shape[:2]
+        h = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        total = 0.0
+        for spec in net.meta["layers"]:
+            name = spec["name"]
+            mask = torch.from_numpy((np.asarray(net.arrays[f"{name}.weight"]) != 0).astype(np.float64))
+            in_shape = tuple(spec["in_shape"])
+            if spec["kind"] == "dense":
+                fan = mask.reshape(mask.shape[0], -1).sum(0).reshape(in_shape)
+            else:
+                ones = torch.ones(1, *spec["out_shape"], dtype=torch.float64)
+                full = F.conv_transpose2d(ones, mask, stride=spec["stride"], padding=spec["padding"])[0]
+                fan = torch.zeros(in_shape, dtype=torch.float64)
+                hh, ww = min(in_shape[1], full.shape[1]), min(in_shape[2], full.shape[2])
+                fan[:, :hh, :ww] = full[:, :hh, :ww]
+            total += float((h.reshape(T, B, *in_shape).sum((0, 1)) * fan).sum())
+            s = torch.as_tensor(np.asarray(records[LAYER_PREFIX + name]), dtype=torch.float64)
+            pool = int(spec["pool"])
+            if pool > 1:
+                c, hh, ww = spec["out_shape"]
+                hp, wp = hh // pool, ww // pool
+                s = s[..., : hp * pool, : wp * pool].reshape(T, B, c, hp, pool, wp, pool).sum((4, 6))
+            h = s
+        return int(round(total))
+
+    def neuron_count(self, net: ChipNet) -> int | None:
+        return int(sum(int(np.prod(spec["out_shape"])) for spec in net.meta["layers"]))
+
+    def size_line(self, net: ChipNet) -> str:
+        table = memory_table(net.meta["layers"])
+        return f"{len(table['layer2core'] or ())}/{len(KERNEL_MEMORY)} cores of {DEVICE}"
 
     def manifest_extra(self, net: ChipNet) -> dict[str, Any]:
         table = memory_table(net.meta["layers"])

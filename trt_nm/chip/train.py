@@ -205,6 +205,7 @@ def _task_from(data: Any, where: str) -> ChipTask:
             hidden=tuple(check_int(h, "hidden width", 1, 100_000, where=where) for h in data.get("hidden", ())),
             why=str(data.get("why", "")),
             epochs=check_int(data.get("epochs", 3), "epochs", 1, 10_000, where=where),
+            batch_size=check_int(data.get("batch_size", 64), "batch size", 1, 1 << 20, where=where),
         )
         dataset_info(task.dataset)
     except (KeyError, TypeError, ConfigError) as exc:
@@ -286,4 +287,5 @@ def default_config(target: str, **overrides: Any) -> ChipTrainConfig:
         task = replace(task, hidden=tuple(overrides["hidden"]))
     kw = {k: v for k, v in overrides.items() if k not in ("T", "hidden") and v is not None}
     kw.setdefault("epochs", task.epochs)
+    kw.setdefault("batch_size", task.batch_size)
     return ChipTrainConfig(target=chip.name, task=task, **kw)

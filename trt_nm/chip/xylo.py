@@ -544,6 +544,29 @@ class XyloChip(Chip):
                            "channel_quantize would rescale it")
         return out
 
+    def synops(self, net: ChipNet, records: dict[str, np.ndarray], x: np.ndarray) -> int | None:
+        """Input events (at most 15 per channel and step) and hidden spikes, each times the
+        nonzero weights it crosses (``weights_in``, then ``weights_rec``/``weights_out``)."""
+        layers = self._params(net)
+        T, B = np.asarray(x).shape[:2]
+        pre = [np.clip(np.asarray(x).reshape(T, B, -1), 0, MAX_INPUT_EVENTS)]
+        hidden = np.asarray(records[LAYER_PREFIX + "hidden"])
+        start = 0
+        for p in layers[:-1]:
+            n = p["w"].shape[1]
+            pre.append(hidden[..., start:start + n])
+            start += n
+        fan = [(p["w"].numpy() != 0).sum(axis=1) for p in layers]  # [pre] nonzero outgoing weights
+        return int(sum((a.sum(axis=(0, 1)) * f).sum() for a, f in zip(pre, fan)))
+
+    def neuron_count(self, net: ChipNet) -> int | None:
+        return int(sum(net.meta.get("hidden", [])) + net.meta.get("n_out", 0))
+
+    def size_line(self, net: ChipNet) -> str:
+        m = net.meta
+        return (f"{m.get('n_in')}/{MAX_INPUTS} inputs, {sum(m.get('hidden', []))}/{MAX_HIDDEN} hidden, "
+                f"{m.get('n_out')}/{MAX_OUTPUTS} output neurons")
+
     def manifest_extra(self, net: ChipNet) -> dict[str, Any]:
         m = net.meta
         return {"delay_steps": m.get("delay"), "flush_steps": m.get("flush_steps"),
