@@ -99,3 +99,17 @@ def test_bad_surrogate_metadata_is_an_error():
             build_network(_graph({"surrogate_scale": bad}), backend="torch")
     with pytest.raises(NirError, match="reset 'sideways'"):
         graph_reset(_graph({"reset": "sideways"}))
+
+
+def test_chip_neuron_kinds_point_at_each_chips_arithmetic():
+    from trt_nm.chip import get_chip, list_chips
+    from trt_nm.nir.nodes import CHIP_NEURON_KINDS, chip_neuron
+
+    assert sorted(k.chip for k in CHIP_NEURON_KINDS.values()) == list_chips()
+    for name in list_chips():
+        kind = chip_neuron(name)
+        facts = kind.facts()
+        assert facts["state_bits"] in (16, 24) and facts["weight_bits"] == 8
+        assert callable(kind.step) and kind.name in kind.describe()
+        # the chip registered under that name is the module the row names
+        assert type(get_chip(name)).__module__ == kind.module
