@@ -64,3 +64,18 @@ def test_train_target_refuses_flags_the_chip_fixes(flags, needle, tmp_path):
 
 def test_train_unknown_target(tmp_path):
     _one_line(run_cli("train", "--target", "truenorth2", "--out", str(tmp_path)), "truenorth2")
+
+
+def test_hidden_without_target_is_refused(tmp_path):
+    _one_line(run_cli("train", "--hidden", "64", "--out", str(tmp_path)), "--hidden applies only with --target")
+
+
+def test_explicit_T_and_widths_reach_the_chip_run(tmp_path):
+    """-T equal to the zoo default (4) is still the user's choice, not the chip task's 8."""
+    from trt_nm.chip.train import read_checkpoint
+
+    proc = run_cli("train", "--target", "loihi2", "-T", "4", "--hidden", "16", "--epochs", "1",
+                   "--train-limit", "64", "--test-limit", "32", "--quiet", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    data = read_checkpoint(tmp_path / "r" / "last.pt")
+    assert data["task_obj"].T == 4 and data["build"]["hidden"] == [16]

@@ -23,7 +23,6 @@ Shapes and units:
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-from trt_nm.errors import ConfigError
 
 #: a chip's hidden-layer records in :meth:`Chip.simulate` are named ``LAYER_PREFIX + name``
 LAYER_PREFIX = "layer:"
@@ -100,38 +97,6 @@ class ChipNet:
     chip: str
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_payload(self) -> dict[str, Any]:
-        """Plain tensors and json text, safe to save in a checkpoint (``weights_only`` loads it)."""
-        return {
-            "chip": self.chip,
-            "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()},
-            "meta": json.dumps(self.meta, sort_keys=True),
-        }
-
-    @classmethod
-    def from_payload(cls, payload: Any, where: str) -> ChipNet:
-        """Inverse of :meth:`to_payload`, every field checked (a checkpoint is hostile)."""
-        if not isinstance(payload, dict) or set(payload) != {"chip", "arrays", "meta"}:
-            raise ConfigError(f"{where}: chip network must have keys chip, arrays, meta")
-        chip, arrays, meta = payload["chip"], payload["arrays"], payload["meta"]
-        if not isinstance(chip, str) or not isinstance(arrays, dict) or not isinstance(meta, str):
-            raise ConfigError(f"{where}: chip network fields have the wrong types")
-        out: dict[str, np.ndarray] = {}
-        for k, v in arrays.items():
-            if not isinstance(k, str) or not isinstance(v, torch.Tensor) or v.is_sparse:
-                raise ConfigError(f"{where}: chip array {k!r} is not a dense tensor")
-            a = v.detach().cpu().numpy()
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise ConfigError(f"{where}: chip array {k!r} holds non-finite values")
-            out[k] = a
-        try:
-            m = json.loads(meta)
-        except ValueError:
-            raise ConfigError(f"{where}: chip network metadata is not json") from None
-        if not isinstance(m, dict):
-            raise ConfigError(f"{where}: chip network metadata must be a json object")
-        return cls(chip, out, m)
 
 
 class Chip(ABC):

@@ -24,6 +24,9 @@ _LOSS_FLAGS = ("lamb", "decay", "eps", "eta", "phi")
 
 
 DEFAULT_EPOCHS = 5
+DEFAULT_T = 4
+DEFAULT_BATCH = 64
+DEFAULT_LR = 1e-3
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -39,12 +42,14 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=finite_float, default=None, help="TRT epsilon (1e-5)")
     p.add_argument("--eta", type=nonneg_float, default=None, help="TRT MSE weight (0.05)")
     p.add_argument("--phi", type=finite_float, default=None, help="TET MSE target (1.0)")
-    p.add_argument("-T", "--T", "--timesteps", dest="T", type=common.timesteps, default=4, help="timesteps")
+    p.add_argument("-T", "--T", "--timesteps", dest="T", type=common.timesteps, default=None,
+                   help=f"timesteps (default {DEFAULT_T}; with --target: the chip's task)")
     p.add_argument("--encoding", default="direct", help="direct (repeat) or poisson")
     p.add_argument("--epochs", type=common.epochs, default=None,
                    help=f"epochs (default {DEFAULT_EPOCHS}; with --resume: the new total, the schedule is re-planned)")
-    p.add_argument("--batch-size", type=common.batch_size, default=64)
-    p.add_argument("--lr", type=finite_float, default=1e-3)
+    p.add_argument("--batch-size", type=common.batch_size, default=None,
+                   help=f"default {DEFAULT_BATCH} (with --target: the chip's task)")
+    p.add_argument("--lr", type=finite_float, default=None, help=f"default {DEFAULT_LR} (with --target: the chip's)")
     p.add_argument("--weight-decay", type=nonneg_float, default=0.0)
     p.add_argument("--optimizer", default="adam", help="adam (paper) or sgd")
     p.add_argument("--scheduler", default="cosine", help="cosine (paper) or none")
@@ -88,11 +93,11 @@ def config_from_args(args: argparse.Namespace, out_dir: str) -> TrainConfig:
         data_root=args.data_root,
         loss=args.loss,
         loss_kwargs=loss_kwargs,
-        T=args.T,
+        T=args.T if args.T is not None else DEFAULT_T,
         encoding=args.encoding,
         epochs=args.epochs or DEFAULT_EPOCHS,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        batch_size=args.batch_size if args.batch_size is not None else DEFAULT_BATCH,
+        lr=args.lr if args.lr is not None else DEFAULT_LR,
         weight_decay=args.weight_decay,
         optimizer=args.optimizer,
         scheduler=args.scheduler,
@@ -175,11 +180,11 @@ def run_target(args: argparse.Namespace) -> int:
     Loss(args.loss, **loss_kwargs)
     cfg = default_config(
         chip.name,
-        T=args.T if args.T != base["T"] else None,
+        T=args.T,
         hidden=args.hidden,
         epochs=args.epochs,
-        batch_size=args.batch_size if args.batch_size != base["batch_size"] else None,
-        lr=args.lr if args.lr != base["lr"] else None,
+        batch_size=args.batch_size,
+        lr=args.lr,
         seed=args.seed,
         loss=args.loss,
         loss_kwargs=loss_kwargs,
@@ -195,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     """``trt-nm train``: train (or resume) a run; prints the per-timestep test accuracy."""
     if getattr(args, "target", None):
         return run_target(args)
+    if getattr(args, "hidden", None) is not None:
+        raise ConfigError("--hidden applies only with --target (zoo models set their widths by --model)")
     if args.resume:
         # the run's own config wins (validated like these flags); --epochs/--device/--workers may
         # extend or move it. Paths in a checkpoint are not trusted: the run writes beside the
