@@ -43,6 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from trt_nm.chip.loihi2 import (
+    CORES_PER_CHIP,
+    DECAY_MAX,
+    NEURONS_PER_CHIP,
+    NEURONS_PER_CORE,
+    STATE_BITS,
+    SYNAPSES_PER_CHIP,
+    VTH_MAX,
+    WEIGHT_BITS,
+)
 from trt_nm.errors import ConfigError
 from trt_nm.exporters import register_exporter
 from trt_nm.exporters.base import Exporter
@@ -63,12 +73,12 @@ PROFILE = TargetProfile(
     leak_rule="any",  # 12-bit decay constants in Lava's CUBA LIF; any beta to 1/4096
     reset_modes=("zero",),
     layer_types=("dense", "conv", "flatten"),
-    weight_bits=8,
-    state_bits=24,
-    neurons_per_core=8192,
-    cores_per_chip=128,
-    neurons_per_chip=1_048_576,
-    synapses_per_chip=120_000_000,
+    weight_bits=WEIGHT_BITS,
+    state_bits=STATE_BITS,
+    neurons_per_core=NEURONS_PER_CORE,
+    cores_per_chip=CORES_PER_CHIP,
+    neurons_per_chip=NEURONS_PER_CHIP,
+    synapses_per_chip=SYNAPSES_PER_CHIP,
     timestep="algorithmic timesteps, barrier-synchronised; no fixed clock limit published",
     energy_profile="loihi2",
     energy_per_synop_pj=None,
@@ -85,11 +95,10 @@ PROFILE = TargetProfile(
     "not enforce the register widths",
 )
 
-#: Lava's register ranges (PyLifModelBitAcc, netx: bias_exp = 6)
-VTH_MAX = (1 << 17) - 1
+#: Lava's bias mantissa range (netx: bias_exp = 6); the other register ranges are the chip's
+#: (trt_nm.chip.loihi2: VTH_MAX, DECAY_MAX, the int8 weight maximum)
 BIAS_MANT = (-(1 << 12), (1 << 12) - 1)
-DECAY_MAX = (1 << 12) - 1
-W_MAX = 127
+W_MAX = (1 << (WEIGHT_BITS - 1)) - 1
 
 
 def _step(w: np.ndarray) -> float:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from trt_nm.chip.xylo import DASH_MAX, MAX_HIDDEN, MAX_INPUTS, MAX_OUTPUTS, STATE_BITS, WEIGHT_BITS
 from trt_nm.errors import ConfigError
 from trt_nm.exporters import register_exporter
 from trt_nm.exporters.base import Exporter
@@ -58,14 +59,14 @@ PROFILE = TargetProfile(
     leak_rule="bitshift",
     reset_modes=("subtract",),
     layer_types=("dense", "flatten"),
-    weight_bits=8,
-    state_bits=16,
-    threshold_bits=16,
-    neurons_per_chip=1008,
-    max_leak_shift=15,
-    max_inputs=16,
-    max_outputs=8,
-    max_hidden=1000,
+    weight_bits=WEIGHT_BITS,
+    state_bits=STATE_BITS,
+    threshold_bits=STATE_BITS,
+    neurons_per_chip=MAX_HIDDEN + MAX_OUTPUTS,
+    max_leak_shift=DASH_MAX,
+    max_inputs=MAX_INPUTS,
+    max_outputs=MAX_OUTPUTS,
+    max_hidden=MAX_HIDDEN,
     timestep="set by the network clock; rockpool default dt = 1 ms",
     energy_profile="xylo",
     energy_per_synop_pj=None,

@@ -163,6 +163,8 @@ def test_train_saves_a_weights_only_chip_checkpoint(trained):
     data = read_checkpoint(path)
     assert data["chip"] == "toy" and data["test_acc"] == payload["test_acc"]
     assert 0.0 <= payload["test_acc"] <= 100.0 and payload["history"][0]["epoch"] == 1
+    log = (path.parent / "log.csv").read_text().splitlines()
+    assert log[0] == "epoch,loss,val_chip_acc,seconds" and log[1].startswith("1,")
 
 
 def test_tampered_chip_checkpoint_is_one_line(trained, tmp_path):

@@ -7,6 +7,7 @@ every epoch the model is put on the chip's integer grids (:meth:`Chip.integerize
 the chip's exact arithmetic (:meth:`Chip.simulate`): the accuracy printed and stored is what the
 chip computes, not the float model's.
 
+``log.csv`` holds one row per epoch (loss, chip-exact val accuracy, seconds).
 Checkpoint (atomic, ``weights_only`` loadable, :func:`load_chip_checkpoint`): ``kind = "chip"``,
 the chip name, its build arguments, the task, the state dict, the per-epoch history and the
 final chip accuracy on the val and test splits.
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from trt_nm.atomic import atomic_write_text
 from trt_nm.chip.base import Chip, ChipTask
 from trt_nm.chip.registry import get_chip
 from trt_nm.datasets import dataset_info, get_dataset
@@ -173,6 +175,7 @@ def train_chip(cfg: ChipTrainConfig, log: Any = print) -> dict[str, Any]:
         row = {"epoch": epoch, "loss": total / max(1, batches), "val_chip_acc": val_acc,
                "seconds": time.perf_counter() - t0}
         history.append(row)
+        _write_log(out_dir / "log.csv", history)
         log(f"epoch {epoch}: loss {row['loss']:.4f}, val accuracy on {chip.name} (exact) "
             f"{val_acc:.2f}% ({row['seconds']:.1f} s)")
     with torch.no_grad():
@@ -191,6 +194,13 @@ def train_chip(cfg: ChipTrainConfig, log: Any = print) -> dict[str, Any]:
     path = save_checkpoint(out_dir / "last.pt", payload)
     log(f"test accuracy on {chip.name} (exact integer simulation): {test_acc:.2f}%; checkpoint {path}")
     return payload
+
+
+def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    """``log.csv`` (epoch, loss, val_chip_acc, seconds), rewritten atomically each epoch."""
+    lines = [",".join(rows[0])] + [",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                                            for v in r.values()) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _task_from(data: Any, where: str) -> ChipTask:
