@@ -79,3 +79,14 @@ def test_explicit_T_and_widths_reach_the_chip_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = read_checkpoint(tmp_path / "r" / "last.pt")
     assert data["task_obj"].T == 4 and data["build"]["hidden"] == [16]
+
+
+def test_zoo_commands_point_a_chip_checkpoint_to_deploy(tmp_path):
+    proc = run_cli("train", "--target", "loihi2", "-T", "2", "--hidden", "8", "--epochs", "1",
+                   "--train-limit", "32", "--test-limit", "16", "--quiet", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    ckpt = str(tmp_path / "r" / "last.pt")
+    _one_line(run_cli("export", ckpt, "--format", "nir", "--out", str(tmp_path / "m.nir")),
+              "trt-nm train --target loihi2", "trt-nm deploy")
+    proc = run_cli("simulate", ckpt, "--limit", "16")
+    assert proc.returncode == 0 and "chip-exact integer simulation" in proc.stdout, proc.stderr

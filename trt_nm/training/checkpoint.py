@@ -76,6 +76,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a trt_nm checkpoint")
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    if data.get("kind") == "chip":  # written by `trt-nm train --target` (trt_nm.chip.train)
+        chip = data.get("chip") if isinstance(data.get("chip"), str) else "CHIP"
+        raise CheckpointError(
+            f"{path}: a checkpoint of `trt-nm train --target {chip[:40]}` (a chip's own model): use "
+            f"`trt-nm deploy {path} --target {chip[:40]}` or `trt-nm simulate {path}`"
+        )
     for key in ("model", "model_spec"):
         if key not in data:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
