@@ -16,6 +16,7 @@ from torch import nn
 from trt_nm.chip import get_chip, register_chip
 from trt_nm.chip.base import LAYER_PREFIX, Chip, ChipNet, ChipTask, VendorRecipe
 from trt_nm.chip.deploy import compare, deploy, verify
+from trt_nm.chip.registry import _REGISTRY
 from trt_nm.chip.train import ChipTrainConfig, read_checkpoint, train_chip
 from trt_nm.chip.vendor import VendorError, recipe_key, vendor_records
 from trt_nm.errors import CheckpointError, ConfigError
@@ -146,7 +147,8 @@ def toy(tmp_path_factory):
     runner.write_text(RUNNER)
     chip = ToyChip(runner, root)
     register_chip(chip)
-    return chip
+    yield chip
+    _REGISTRY.pop("toy")  # other test modules see only the real chips
 
 
 @pytest.fixture(scope="module")
