@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from trt_nm.chip.speck import (
+from trt_nm.chip.speck_cores import (
     BIAS_MEMORY,
     KERNEL_MEMORY,
     NEURON_MEMORY,

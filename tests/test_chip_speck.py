@@ -15,14 +15,11 @@ from trt_nm.chip.speck import (
     INPUT_MAX,
     MULTI_SPIKE,
     RESET,
-    assign_cores,
     discretization_scale,
     is_fixed_point,
-    kernel_memory,
-    layer_problems,
-    neuron_memory,
     neuron_step,
 )
+from trt_nm.chip.speck_cores import assign_cores, kernel_memory, layer_problems, neuron_memory
 from trt_nm.exporters import get_exporter
 from trt_nm.exporters.nir104 import schema_problems, write_nir104
 

@@ -41,6 +41,7 @@ from torch.nn.utils import parametrize
 from trt_nm.errors import ConfigError
 from trt_nm.models.bn_fold import weight_bn_pairs
 from trt_nm.nir.nodes import kinds_where
+from trt_nm.ste import straight_through
 
 #: node kinds whose weights are quantized, the neurons whose thresholds are co-scaled with
 #: them, and the stateless nodes between the two (all from the node table)
@@ -231,7 +232,7 @@ def fake_quantize_folded(w: torch.Tensor, bn: nn.Module | None, bits: int) -> to
     s = folded.detach().abs().max() / q
     s = torch.where(s > 0, s, torch.ones_like(s))
     x = folded / s
-    xq = torch.clamp(x + (torch.round(x) - x).detach(), -q, q)
+    xq = torch.clamp(straight_through(x, torch.round(x)), -q, q)
     return xq * s / g_safe
 
 

@@ -51,6 +51,7 @@ from trt_nm.chip.base import LAYER_PREFIX, Chip, ChipNet, ChipTask, VendorRecipe
 from trt_nm.chip.registry import register_chip
 from trt_nm.errors import ConfigError
 from trt_nm.neuron.surrogate import spike
+from trt_nm.ste import round_ste, straight_through
 
 # ---------------------------------------------------------------------- the chip's facts
 #: u and v are 24-bit registers (Lava ``uv_bitwidth``)
@@ -251,21 +252,6 @@ def delayed(a: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- the torch model
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return g
-
-
-def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """``q`` in the forward pass, the gradient of ``x`` in the backward pass."""
-    return x + (q - x).detach()
-
-
 def weight_step(w: torch.Tensor) -> torch.Tensor:
     """The per-layer quantization step of float weights: ``max|w| / 127`` (detached)."""
     return (w.detach().abs().max() / W_MAX).clamp_min(1e-12)
@@ -273,7 +259,7 @@ def weight_step(w: torch.Tensor) -> torch.Tensor:
 
 def int_weights(w: torch.Tensor) -> torch.Tensor:
     """Float weights on the int8 grid (float tensor holding integers, straight-through)."""
-    return torch.clamp(_RoundSTE.apply(w / weight_step(w)), W_MIN, W_MAX)
+    return torch.clamp(round_ste(w / weight_step(w)), W_MIN, W_MAX)
 
 
 def int_threshold(w: torch.Tensor, theta: float) -> torch.Tensor:
@@ -319,7 +305,7 @@ class Loihi2MLP(nn.Module):
             steps = []
             for t in range(T):
                 half = v * 0.5
-                v = _ste(half, torch.trunc(half.detach())) + u_all[t]
+                v = straight_through(half, torch.trunc(half.detach())) + u_all[t]
                 v = v.clamp(-_HALF + 1, _HALF - 1)
                 s = spike((v - vth64) / vth64.clamp_min(1.0), SURROGATE, SURROGATE_WIDTH)
                 v = v * (1.0 - s.detach())

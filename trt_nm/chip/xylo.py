@@ -56,6 +56,7 @@ from torch import nn
 from trt_nm.chip.base import LAYER_PREFIX, Chip, ChipNet, ChipTask, VendorRecipe
 from trt_nm.chip.registry import register_chip
 from trt_nm.errors import ConfigError
+from trt_nm.ste import floor_ste, round_ste
 
 #: neuron state width (i_syn and v_mem), bits
 STATE_BITS = 16
@@ -142,26 +143,6 @@ def deliver(i_syn: torch.Tensor, counts: torch.Tensor, w: torch.Tensor, max_coun
 
 
 # ---------------------------------------------------------------------------------- training
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: ANN001, ANN205
-        return g
-
-
-class _FloorSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205
-        return torch.floor(x)
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: ANN001, ANN205
-        return g
-
-
 class _MultiSpike(torch.autograd.Function):
     """``n = clamp(floor(v/thr), 0, max)`` (0 below threshold); gradient of
     ``clamp(v/thr, 0, max + 1)`` (straight-through in the multi-spike range)."""
@@ -183,7 +164,7 @@ class _MultiSpike(torch.autograd.Function):
 
 
 def _decay_float(x: torch.Tensor, dash: torch.Tensor) -> torch.Tensor:
-    d = _FloorSTE.apply(x / (2.0 ** dash))
+    d = floor_ste(x / (2.0 ** dash))
     return torch.where((d == 0) & (x != 0), torch.sign(x), d)
 
 
@@ -191,7 +172,7 @@ def _quantize_columns(w: torch.Tensor) -> torch.Tensor:
     """``w [out, in]`` -> integer-valued weights, each row (target neuron) scaled so its largest
     |weight| is exactly 127 (the grid ``channel_quantize`` reproduces); STE gradient."""
     m = w.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
-    return _RoundSTE.apply(w * (W_MAX / m)).clamp(-W_MAX, W_MAX)
+    return round_ste(w * (W_MAX / m)).clamp(-W_MAX, W_MAX)
 
 
 class XyloLayer(nn.Module):
@@ -220,7 +201,7 @@ class XyloLayer(nn.Module):
     def int_threshold(self) -> torch.Tensor:
         if not self.learn_threshold:
             return torch.full_like(self.log_threshold, float(OUT_THRESHOLD))
-        return _RoundSTE.apply(torch.exp(self.log_threshold)).clamp(1, STATE_MAX)
+        return round_ste(torch.exp(self.log_threshold)).clamp(1, STATE_MAX)
 
     def step(self, state: dict[str, torch.Tensor], syn_in: torch.Tensor,
              thr: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
