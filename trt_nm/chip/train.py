@@ -32,7 +32,7 @@ from trt_nm.datasets import dataset_info, get_dataset
 from trt_nm.errors import CheckpointError, ConfigError
 from trt_nm.limits import check_int
 from trt_nm.losses import Loss
-from trt_nm.training.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from trt_nm.training.checkpoint import read_checkpoint_file, save_checkpoint, validate_checkpoint
 
 #: ``kind`` entry of a chip checkpoint (zoo checkpoints have none)
 CHIP_KIND = "chip"
@@ -229,28 +229,18 @@ def is_chip_checkpoint(data: dict[str, Any]) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Any trt_nm checkpoint, loaded with ``weights_only=True``; chip checkpoints are validated
-    here, zoo checkpoints by :func:`trt_nm.training.checkpoint.load_checkpoint`."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "last.pt"
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        with open(p, "rb") as fh:
-            data = torch.load(fh, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - let the zoo loader give its precise one-line reason
-        return load_checkpoint(p)
-    if isinstance(data, dict) and is_chip_checkpoint(data):
+    """Any trt_nm checkpoint, read once with ``weights_only=True``: a chip checkpoint validated
+    here, a zoo checkpoint by :func:`trt_nm.training.checkpoint.validate_checkpoint`."""
+    p, data = read_checkpoint_file(path)
+    if is_chip_checkpoint(data):
         return load_chip_checkpoint(p, data)
-    return load_checkpoint(p)
+    return validate_checkpoint(p, data)
 
 
 def load_chip_checkpoint(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    """Validate a chip checkpoint's fields (names, sizes, the state dict against a fresh build)."""
+    """Validate a chip checkpoint's fields (names, sizes, the state dict against a fresh build);
+    ``data`` comes from :func:`read_checkpoint_file` (format and version already checked)."""
     where = str(path)
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise CheckpointError(f"{where}: not a trt_nm checkpoint of version {VERSION}")
     try:
         chip = get_chip(str(data.get("chip")))
     except ConfigError as exc:

@@ -147,7 +147,7 @@ _TARGET_FLAGS = frozenset({"T", "epochs", "batch_size", "lr", "seed", "out", "tr
 
 
 def _flag(name: str) -> str:
-    return "--" + {"arch": "model", "T": "T"}.get(name, name).replace("_", "-")
+    return "--" + {"arch": "model"}.get(name, name).replace("_", "-")
 
 
 def run_target(args: argparse.Namespace) -> int:

@@ -45,6 +45,17 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and validate a checkpoint; every failure is a one-line :class:`CheckpointError`."""
+    path, data = read_checkpoint_file(path, map_location)
+    return validate_checkpoint(path, data)
+
+
+def read_checkpoint_file(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any]]:
+    """``(path, data)`` of a trt_nm checkpoint file (a run directory means its ``last.pt``),
+    loaded with ``weights_only=True`` and checked for format and version only; every failure is
+    a one-line :class:`CheckpointError`. :func:`validate_checkpoint` checks a zoo model's fields,
+    :func:`trt_nm.chip.train.load_chip_checkpoint` a chip model's."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
@@ -76,6 +87,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a trt_nm checkpoint")
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported (expected {VERSION})")
+    return path, data
+
+
+def validate_checkpoint(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """A zoo checkpoint's model spec, epoch and weights checked (see :func:`load_checkpoint`)."""
     if data.get("kind") == "chip":  # written by `trt-nm train --target` (trt_nm.chip.train)
         chip = data.get("chip") if isinstance(data.get("chip"), str) else "CHIP"
         raise CheckpointError(
