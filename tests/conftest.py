@@ -29,6 +29,19 @@ def run_cli(*args: str, cwd: str | None = None, timeout: float = 300, env: dict 
     )
 
 
+@pytest.fixture(scope="session")
+def zoo_checkpoint(tmp_path_factory):
+    """last.pt of a real 1-epoch mlp run (T=1) trained without --target (the paper's neuron)."""
+    from trt_nm.config import TrainConfig
+    from trt_nm.training.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("zoo")
+    cfg = TrainConfig(arch="mlp", T=1, epochs=1, train_limit=32, test_limit=16, batch_size=16,
+                      device="cpu", out_dir=str(out))
+    Trainer(cfg, progress=False, log=lambda *a: None).fit()
+    return out / "last.pt"
+
+
 @pytest.fixture
 def cli():
     return run_cli

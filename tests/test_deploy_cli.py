@@ -8,18 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from trt_nm.config import TrainConfig
-from trt_nm.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> Path:
-    """last.pt of a real 1-epoch mlp run trained WITHOUT --target (the paper's neuron)."""
-    out = tmp_path_factory.mktemp("zoo")
-    cfg = TrainConfig(arch="mlp", T=1, epochs=1, train_limit=32, test_limit=16, batch_size=16,
-                      device="cpu", out_dir=str(out))
-    Trainer(cfg, progress=False, log=lambda *a: None).fit()
-    return out / "last.pt"
+def zoo(zoo_checkpoint) -> Path:
+    """A checkpoint trained WITHOUT --target (the paper's neuron)."""
+    return zoo_checkpoint
 
 
 def _one_line(proc, *needles: str) -> None:

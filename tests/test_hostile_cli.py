@@ -26,7 +26,6 @@ from trt_nm.errors import ConfigError
 from trt_nm.limits import MAX_T, MAX_WORKERS
 from trt_nm.models import build_model, list_models
 from trt_nm.training.rundir import LOCK_NAME, RunLock
-from trt_nm.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "mlp", "-T", "1", "--train-limit", "32", "--test-limit", "16", "--batch-size", "16",
@@ -34,13 +33,9 @@ TINY = ["--model", "mlp", "-T", "1", "--train-limit", "32", "--test-limit", "16"
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
+def base(zoo_checkpoint) -> Path:
     """last.pt of a real 1-epoch mlp run (T=1)."""
-    out = tmp_path_factory.mktemp("base")
-    cfg = TrainConfig(arch="mlp", T=1, epochs=1, train_limit=32, test_limit=16, batch_size=16,
-                      device="cpu", out_dir=str(out))
-    Trainer(cfg, progress=False, log=lambda *a: None).fit()
-    return out / "last.pt"
+    return zoo_checkpoint
 
 
 def craft(base: Path, path: Path, mutate) -> Path:
