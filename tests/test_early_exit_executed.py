@@ -152,3 +152,39 @@ def test_executed_exit_runs_fewer_rows_and_joins():
     assert count_ops(parts).to_dict() == count_ops(run).to_dict()
     with pytest.raises(Exception, match="chunk_steps"):
         sim.run_exit(x, rule, chunk_steps=0)
+
+
+@pytest.mark.parametrize("coding", ["static", "events"])
+def test_small_tail_advances_several_steps_within_the_chunk_budget(coding, monkeypatch):
+    """Once few samples remain they advance several steps per chunk (about TAIL_ROWS rows), but
+    never beyond a group's one-step budget (``piece`` samples) and never below 16 rows; the
+    decisions stay exact and the counts stop at each exit."""
+    from trt_nm.sim import exit_run
+
+    graph = _graph("mlp", seed=4)
+    x = _input(coding, 12, 80, seed=2)
+    sim = Simulator(graph)
+    cum = sim(x).cum_logits
+    # a threshold at which most samples leave early and a few stay long: a small tail
+    y = torch.arange(80) % 10
+    rules = [ExitRule("confidence", th) for th in _thresholds("confidence", cum)]
+    rule = max(rules, key=lambda r: (evaluate_exit(r, cum, y).exit_steps >= 6).sum() * (
+        evaluate_exit(r, cum, y).exit_steps <= 2).sum())
+    piece = exit_run._piece_size(sim, sim._prepare_input(x), coding == "static")
+    seen: list[tuple[int, int]] = []
+    real = Simulator._run_chunk
+
+    def spy(self, xd, *a, **k):
+        seen.append((int(xd.shape[0]), int(xd.shape[1])))
+        return real(self, xd, *a, **k)
+
+    monkeypatch.setattr(Simulator, "_run_chunk", spy)
+    steps = _check_equal(sim, x, rule)
+    seen.clear()
+    run = sim.run_exit(x, rule)
+    assert torch.equal(run.exit_steps, steps) and 1 < run.mean_timesteps < 12
+    assert all(tc * n >= 16 for tc, n in seen)
+    assert all(tc == 1 or tc * n < max(piece + 1, 16 + n) for tc, n in seen)  # within the budget
+    assert all(tc * n <= max(exit_run.TAIL_ROWS, 16) + n for tc, n in seen[1:] if tc > 1)
+    assert any(tc > 1 for tc, _ in seen[1:]), seen  # the tail was widened
+    assert run.chunks == len(seen) < 12

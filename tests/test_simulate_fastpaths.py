@@ -220,6 +220,26 @@ def test_static_input_detection_is_bitwise():
     late[5, 4, 2] += 1.0  # differs only in the last element of the last frame
     assert not _frames_identical(late)
     assert _frames_identical(frame.double().expand(3, 5, 3).contiguous())
+    assert _frames_identical(frame.expand(4, 5, 3))  # stride 0 over time: identical unseen
+    big = torch.rand(64, 4096).expand(3, 64, 4096).contiguous()
+    big[2, 40, 1000] += 1.0  # found by the spread probe or the full comparison
+    assert not _frames_identical(big)
+
+
+def test_expanded_direct_coding_equals_materialised_frames():
+    """An input expanded over time (``x.expand(T, ...)``, stride 0) runs the static prefix
+    like the materialised frames and gives the same bits, in the full run and executed exit."""
+    from trt_nm.early_exit import ExitRule
+
+    torch.manual_seed(3)
+    graph = to_nir(build_model("mlp", input_size=(6, 6), in_channels=1, T=5).eval())
+    frame = torch.rand(24, 1, 6, 6) * 3
+    sim = Simulator(graph)
+    a, b = sim(frame.expand(5, *frame.shape)), sim(frame.expand(5, *frame.shape).contiguous())
+    assert torch.equal(a.logits, b.logits) and all(torch.equal(a.spikes[k], b.spikes[k]) for k in a.spikes)
+    rule = ExitRule("confidence", 0.3)
+    ea, eb = sim.run_exit(frame.expand(5, *frame.shape), rule), sim.run_exit(frame.expand(5, *frame.shape).contiguous(), rule)
+    assert torch.equal(ea.exit_steps, eb.exit_steps) and torch.equal(ea.predictions, eb.predictions)
 
 
 @pytest.mark.parametrize("arch", list_models())

@@ -10,11 +10,13 @@ work buffers, exact counting), so every fast path stays. How it runs:
    have fewer than 16 samples, the full run's own pieces). The first chunk of each group runs
    the direct-coded input's stateless prefix (the nodes before the first neuron) once; its
    values are then carried per sample, and only those a later node still reads are gathered.
-2. Chunk by chunk (``chunk_steps`` steps, default 1) the surviving samples advance; after each
-   chunk the rule decides on the chunk's cumulative logits (:meth:`ExitRule.exits_in`: the same
-   ``fires`` comparison and first-firing arithmetic as the post-hoc :meth:`ExitRule.exit_steps`;
-   the cumulative logits are :func:`~trt_nm.metrics.accuracy.cumulative_mean` of the sample's
-   logits so far, exactly as ``SimResult.cum_logits``).
+2. Chunk by chunk (``chunk_steps`` steps, default 1; once fewer than :data:`TAIL_ROWS` samples
+   remain, as many steps as make about that many rows, within a group's one-step budget) the
+   surviving samples advance; after each chunk the rule decides on the chunk's cumulative
+   logits (:meth:`ExitRule.exits_in`: the same ``fires`` comparison and first-firing arithmetic
+   as the post-hoc :meth:`ExitRule.exit_steps`; the cumulative logits are
+   :func:`~trt_nm.metrics.accuracy.cumulative_mean` of the sample's logits so far, exactly as
+   ``SimResult.cum_logits``). Spike and operation counts are placed once, at the end.
 3. Compaction: the first time samples leave a group, the survivors' neuron states and cached
    values are copied into the group's own tensors; afterwards they are compacted in place (each
    survivor beyond the new end moves into the slot of an exited sample: only
@@ -120,6 +122,12 @@ class _StateWorkspace(_Workspace):
     def get(self, key, shape, like):
         return (self.own if key in ("v", "h") else self.shared).get(key, shape, like)
 
+
+#: rows (steps x samples) a chunk covers while few samples remain, within the chunk budget (a
+#: group's ``piece`` samples x one step): below about 128 rows a graph pass costs more per row
+#: (fixed per-node and per-chunk overhead), so a small tail of survivors advances several steps
+#: per chunk (a sample that exits inside the chunk has its later steps computed but not counted)
+TAIL_ROWS = 128
 
 #: largest temporary (bytes) of an in-place row move: stays below glibc's mmap threshold
 _MOVE_BYTES = 4 * 2**20
@@ -233,6 +241,29 @@ def _piece_size(sim: Any, xd: torch.Tensor, static_in: bool) -> int:
     return min(B, math.ceil(B / math.ceil(B / per)))  # equal pieces
 
 
+def _place_counts(pieces: list[tuple], field: int, T: int, B: int) -> dict[str, torch.Tensor]:
+    """Per-layer counts ``[T, B]`` (float64) from the chunks' per-row counts ``[Tc, n]``:
+    steps a sample did not run (after its exit inside a chunk) stay 0."""
+    if not pieces:
+        return {}
+    idx, vals = [], {k: [] for k in pieces[0][field]}
+    for t, Tc, real, valid, *counts in pieces:
+        flat = (torch.arange(t, t + Tc).unsqueeze(1) * B + real.unsqueeze(0)).reshape(-1)
+        if valid is not None:
+            flat = flat[valid.reshape(-1)]
+        idx.append(flat)
+        for k, v in counts[field - 4].items():
+            v = v.double().cpu().reshape(-1)
+            vals[k].append(v if valid is None else v[valid.reshape(-1)])
+    where = torch.cat(idx)
+    out = {}
+    for k, parts in vals.items():
+        o = torch.zeros(T * B, dtype=torch.float64)
+        o.index_put_((where,), torch.cat(parts))
+        out[k] = o.view(T, B)
+    return out
+
+
 def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_steps: int) -> ExitRun:
     """Executed early exit of ``rule`` on ``xd [T, B, ...]`` (already in the compute dtype on
     the simulator's device); see the module docstring."""
@@ -246,9 +277,9 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
     exit_steps = torch.zeros(B, dtype=torch.int64)
     predictions = torch.zeros(B, dtype=torch.int64)
     logits = cum_all = None
-    spikes: dict[str, torch.Tensor] = {}
-    synops: dict[str, torch.Tensor] = {}
+    pieces: list[tuple] = []  # (t, Tc, samples, valid or None, spikes, synops) per chunk
     layers: dict[str, Any] | None = None
+    live: set[str] | None = None  # cached values a later node reads (the same for every group)
     row_steps = chunks = 0
 
     def group_ws(i: int) -> dict[str, _Workspace]:
@@ -261,9 +292,12 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
     groups = [_Group(torch.arange(b0, b1), {}, {}, (b0, b1)) for b0, b1 in _batch_pieces(B, piece, T)]
     t = 0
     while groups:
-        smallest = min(g.n for g in groups)
+        smallest, largest = min(g.n for g in groups), max(g.n for g in groups)
         R = T - t
-        Tc = R if tiny else min(R, max(chunk_steps, math.ceil(MIN_CHUNK_ROWS / smallest)))
+        # a small tail advances several steps per chunk, as far as the chunk budget allows
+        # (``piece`` samples x one step); never fewer than MIN_CHUNK_ROWS rows (exactness)
+        wide = min(math.ceil(TAIL_ROWS / smallest), max(piece // largest, 1))
+        Tc = R if tiny else min(R, max(chunk_steps, math.ceil(MIN_CHUNK_ROWS / smallest), wide))
         survivors: list[_Group] = []
         for g in groups:
             n_real = g.n
@@ -289,8 +323,6 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
             if logits is None:
                 logits = torch.full((T, B, *lg.shape[2:]), math.nan, dtype=lg.dtype, device=lg.device)
                 cum_all = torch.full_like(logits, math.nan)
-                spikes = {k: torch.zeros(T, B, dtype=torch.float64) for k in spk}
-                synops = {k: torch.zeros(T, B, dtype=torch.float64) for k in ops}
             real = g.samples[:n_real]
             real_dev = real.to(logits.device)
             logits[t:t + Tc].index_copy_(1, real_dev, lg[:, :n_real])
@@ -306,11 +338,11 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
                 exit_steps[real[d]] = steps[d]
                 at = cum[steps[d] - 1 - t, d.to(cum.device)]  # cumulative logits at the exit step
                 predictions[real[d]] = at.argmax(-1).cpu()
-            for k, v in spk.items():
-                spikes[k][t:t + Tc, real] = v[:, :n_real].double().cpu() * valid
-            for k, v in ops.items():
-                synops[k][t:t + Tc, real] = v[:, :n_real].double().cpu() * valid
-            if not valid.all():  # steps computed inside the chunk after an exit: not run
+            # counts are placed once at the end (one scatter per layer, not one per chunk)
+            full_chunk = bool(valid.all())
+            pieces.append((t, Tc, real, None if full_chunk else valid,
+                           {k: v[:, :n_real] for k, v in spk.items()}, {k: v[:, :n_real] for k, v in ops.items()}))
+            if not full_chunk:  # steps computed inside the chunk after an exit: not run
                 inv = (~valid).to(logits.device)
                 blk = logits[t:t + Tc].index_select(1, real_dev).masked_fill_(inv.unsqueeze(-1), math.nan)
                 logits[t:t + Tc].index_copy_(1, real_dev, blk)
@@ -323,13 +355,15 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
             if keep.numel() == n and alone:  # nobody exited: keep the tensors as they are
                 survivors.append(g)
                 continue
+            if live is None:
+                live = _live(sim, g.cache)
             if g.owned and alone:  # the group's own tensors: compact in place
-                survivors.append(_compact_in_place(g, keep, _live(sim, g.cache), dev))
+                survivors.append(_compact_in_place(g, keep, live, dev))
                 continue
             # the first compaction copies (the cached static values may be views of the input)
             kd = keep.to(dev)
             survivors.append(_Group(g.samples[keep], _take_state(g.state, kd),
-                                    _take_cache(g.cache, kd, _live(sim, g.cache)), owned=True, ws=g.ws))
+                                    _take_cache(g.cache, kd, live), owned=True, ws=g.ws))
         t += Tc
         total = sum(s.n for s in survivors)
         want = math.ceil(total / piece) if total else 0
@@ -348,6 +382,8 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
                 for i, g in enumerate(groups):
                     g.ws = group_ws(i)
     assert logits is not None and cum_all is not None and layers is not None
+    spikes = _place_counts(pieces, 4, T, B)
+    synops = _place_counts(pieces, 5, T, B)
     return ExitRun(exit_steps=exit_steps, predictions=predictions, logits=logits, cum_logits=cum_all,
                    spikes=spikes, synops=synops, layers=layers, row_steps=row_steps, chunks=chunks,
                    dt=float(sim.dt) if sim.dt is not None else float("nan"), reset=sim.reset)
