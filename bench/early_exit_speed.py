@@ -24,8 +24,8 @@ script exits with status 1 when a row misses the target.
                                      [--T 4,8,20] [--exit calibrate:0.5[:KIND]|KIND:TH] [--repeats 9]
                                      [--batch 1000] [--epochs 2] [--train-limit N] [--cache DIR]
 
-``--quick``: T = 4 and 8, models trained for one epoch, 5 repeats (about 3-4 minutes on a
-loaded 2-core machine, training included; about 1 minute once the models are cached).
+``--quick``: T = 4 and 8, models trained for one epoch, 5 repeats (2 min 23 s on the 2-core
+machine, training included).
 """
 
 from __future__ import annotations
