@@ -13,12 +13,13 @@ the ``test`` split through the same :class:`trt_nm.sim.Simulator` twice per repe
 A direct-coded split (the same frame at every step, ``mnist5k``) is passed as one frame
 expanded over time (``x[:1].expand(T, ...)``, stride 0), which the simulator recognises without
 comparing T frames (in both runs). It checks that the executed exit steps and predictions equal
-the post-hoc evaluation of the same rule on the full run, and prints one row per configuration: mean exit step, samples/s of
-both, the measured speed-up, the target ``0.8 x T / mean exit step``, and the ``ceiling``: the
-speed-up any executed exit could reach when the full run's cost is ``P + T*S`` (``P``: the work
-done once per sample whatever T -- a direct-coded input's stateless prefix, per-call overhead;
-``S``: one step), measured from full runs at T and at 1 step: ``(P + T*S) / (P + m*S)``. The
-script exits with status 1 when a row misses the target.
+the post-hoc evaluation of the same rule on the full run, and prints one row per
+configuration: mean exit step, samples/s of both, the measured speed-up, the target
+``0.8 x T / mean exit step``, and the ``ceiling``: the speed-up any executed exit could reach
+when the full run's cost is ``P + T*S`` (``P``: the work done once per sample whatever T -- a
+direct-coded input's stateless prefix, per-call overhead; ``S``: one step), measured from full
+runs at T and at 1 step: ``(P + T*S) / (P + m*S)``. The script exits with status 1 when a row
+misses the target.
 
     python bench/early_exit_speed.py [--quick] [--arch mlp,cnn-small] [--dataset mnist5k,nmnist5k]
                                      [--T 4,8,20] [--exit calibrate:0.5[:KIND]|KIND:TH] [--repeats 9]

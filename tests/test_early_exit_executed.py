@@ -167,9 +167,11 @@ def test_small_tail_advances_several_steps_within_the_chunk_budget(coding, monke
     cum = sim(x).cum_logits
     # a threshold at which most samples leave early and a few stay long: a small tail
     y = torch.arange(80) % 10
-    rules = [ExitRule("confidence", th) for th in _thresholds("confidence", cum)]
-    rule = max(rules, key=lambda r: (evaluate_exit(r, cum, y).exit_steps >= 6).sum() * (
-        evaluate_exit(r, cum, y).exit_steps <= 2).sum())
+    def tail(r: ExitRule) -> int:  # (samples leaving by t = 2) x (samples staying to t >= 6)
+        steps = evaluate_exit(r, cum, y).exit_steps
+        return int((steps <= 2).sum() * (steps >= 6).sum())
+
+    rule = max((ExitRule("confidence", th) for th in _thresholds("confidence", cum)), key=tail)
     piece = exit_run._piece_size(sim, sim._prepare_input(x), coding == "static")
     seen: list[tuple[int, int]] = []
     real = Simulator._run_chunk

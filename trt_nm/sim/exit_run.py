@@ -241,27 +241,31 @@ def _piece_size(sim: Any, xd: torch.Tensor, static_in: bool) -> int:
     return min(B, math.ceil(B / math.ceil(B / per)))  # equal pieces
 
 
-def _place_counts(pieces: list[tuple], field: int, T: int, B: int) -> dict[str, torch.Tensor]:
-    """Per-layer counts ``[T, B]`` (float64) from the chunks' per-row counts ``[Tc, n]``:
-    steps a sample did not run (after its exit inside a chunk) stay 0."""
+def _place_counts(pieces: list[tuple], T: int, B: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per-layer spike and operation counts ``[T, B]`` (float64) from the chunks' per-row counts
+    ``[Tc, n]`` (one scatter per layer): steps a sample did not run (after its exit inside a
+    chunk) stay 0."""
     if not pieces:
-        return {}
-    idx, vals = [], {k: [] for k in pieces[0][field]}
+        return {}, {}
+    idx: list[torch.Tensor] = []
+    vals: tuple[dict[str, list], dict[str, list]] = ({k: [] for k in pieces[0][4]}, {k: [] for k in pieces[0][5]})
     for t, Tc, real, valid, *counts in pieces:
         flat = (torch.arange(t, t + Tc).unsqueeze(1) * B + real.unsqueeze(0)).reshape(-1)
-        if valid is not None:
-            flat = flat[valid.reshape(-1)]
-        idx.append(flat)
-        for k, v in counts[field - 4].items():
-            v = v.double().cpu().reshape(-1)
-            vals[k].append(v if valid is None else v[valid.reshape(-1)])
+        keep = None if valid is None else valid.reshape(-1)
+        idx.append(flat if keep is None else flat[keep])
+        for per_layer, into in zip(counts, vals):
+            for k, v in per_layer.items():
+                v = v.double().cpu().reshape(-1)
+                into[k].append(v if keep is None else v[keep])
     where = torch.cat(idx)
-    out = {}
-    for k, parts in vals.items():
+
+    def place(parts: list[torch.Tensor]) -> torch.Tensor:
         o = torch.zeros(T * B, dtype=torch.float64)
         o.index_put_((where,), torch.cat(parts))
-        out[k] = o.view(T, B)
-    return out
+        return o.view(T, B)
+
+    spikes, synops = ({k: place(parts) for k, parts in d.items()} for d in vals)
+    return spikes, synops
 
 
 def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_steps: int) -> ExitRun:
@@ -382,8 +386,7 @@ def run_exit(sim: Any, xd: torch.Tensor, rule: Any, *, count_ops: bool, chunk_st
                 for i, g in enumerate(groups):
                     g.ws = group_ws(i)
     assert logits is not None and cum_all is not None and layers is not None
-    spikes = _place_counts(pieces, 4, T, B)
-    synops = _place_counts(pieces, 5, T, B)
+    spikes, synops = _place_counts(pieces, T, B)
     return ExitRun(exit_steps=exit_steps, predictions=predictions, logits=logits, cum_logits=cum_all,
                    spikes=spikes, synops=synops, layers=layers, row_steps=row_steps, chunks=chunks,
                    dt=float(sim.dt) if sim.dt is not None else float("nan"), reset=sim.reset)
